@@ -1,0 +1,88 @@
+"""The `mocap` command: one verb per stage, every one taking any rig format or preset for --rig."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from rigs.camera import RigError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mocap",
+        description="Markerless multi-camera motion capture: calibrate, capture, reconstruct, fit, export.",
+    )
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    rig = verbs.add_parser("rig", help="look at or convert a camera rig (calibration)")
+    rig_verbs = rig.add_subparsers(dest="rig_verb", metavar="ACTION", required=True)
+    show = rig_verbs.add_parser("show", help="print a table of the cameras; --plot writes a top view")
+    show.add_argument("rig", help="rig file, folder (opencv format) or preset name (e.g. studio-4)")
+    show.add_argument("--format", dest="fmt", help="the file's format when detection is not wanted")
+    show.add_argument("--plot", metavar="PNG", help="write a top-view plot of the layout")
+    conv = rig_verbs.add_parser("convert", help="convert a rig between formats")
+    conv.add_argument("src", help="input rig file, folder or preset")
+    conv.add_argument("dst", help="output file (a folder for the opencv format)")
+    conv.add_argument("--from", dest="from_fmt", help="input format (detected from the content by default)")
+    conv.add_argument("--to", dest="to_fmt", help="output format (default: mocap rig.toml)")
+
+    sim = verbs.add_parser("sim", help="the simulated studio")
+    sim_verbs = sim.add_subparsers(dest="sim_verb", metavar="ACTION", required=True)
+    kp = sim_verbs.add_parser("keypoints", help="write what a simulated 2D detector saw, plus ground truth")
+    kp.add_argument("--rig", default="studio-4", help="rig file or preset (default studio-4)")
+    kp.add_argument("--people", type=int, default=2)
+    kp.add_argument("--seconds", type=float, default=10.0)
+    kp.add_argument("--out", required=True, help="output folder")
+    kp.add_argument("--format", dest="fmt", choices=("openpose", "npz"), default="openpose")
+    kp.add_argument("--skeleton", default="body25", help="keypoint layout written (default body25)")
+    kp.add_argument("--seed", type=int, default=0)
+    kp.add_argument("--bvh", help="drive the performers from a BVH clip instead of the procedural motion")
+
+    demo = verbs.add_parser("demo", help="simulated studio -> detections -> 3D, scored against truth")
+    demo.add_argument("--rig", default="studio-4")
+    demo.add_argument("--people", type=int, default=2)
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; user errors print one line and exit 2 (MOCAP_DEBUG=1: traceback)."""
+    args = _build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        return _dispatch(args, console)
+    except (RigError, FileNotFoundError, ValueError, KeyError) as exc:
+        if os.environ.get("MOCAP_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        Console(stderr=True, highlight=False).print(f"[bold red]mocap: error:[/] {msg}", markup=True)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.verb == "rig":
+        from mocap.rig_commands import rig_convert, rig_show
+
+        if args.rig_verb == "show":
+            return rig_show(args.rig, args.fmt, args.plot, console)
+        return rig_convert(args.src, args.dst, args.from_fmt, args.to_fmt, console)
+    if args.verb == "sim":
+        from mocap.sim_commands import sim_keypoints
+
+        return sim_keypoints(args, console)
+    if args.verb == "demo":
+        from mocap.demo import run_demo
+
+        return run_demo(args.rig, args.people, args.seconds, args.out, args.seed, console)
+    raise AssertionError(args.verb)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

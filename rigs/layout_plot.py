@@ -1,0 +1,56 @@
+"""A top view of a rig: where each camera stands and where it looks, for checking a layout at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rigs.camera import Rig
+
+
+def _footprint(cam, depth: float) -> np.ndarray:
+    """[4, 3] world corners of the camera's image at the given depth along its axis."""
+    w, h = cam.width, cam.height
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
+    xy = cam.undistort(corners)
+    pts_cam = np.c_[xy, np.ones(4)] * depth
+    return (pts_cam - cam.t) @ cam.R  # R^T (p - t)
+
+
+def plot_layout(rig: Rig, path: str | Path, frustum_depth: float = 1.0) -> Path:
+    """Write a top-view (x right, y up on the page) PNG of camera positions, axes and fields of view."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
+    centers = rig.centers
+    span = max(np.ptp(centers[:, :2], axis=0).max(), 1.0)
+    depth = frustum_depth * span / 4
+    for cam in rig:
+        c = cam.center
+        fp = _footprint(cam, depth)
+        for corner in fp:
+            ax.plot([c[0], corner[0]], [c[1], corner[1]], color="0.6", lw=0.7)
+        ax.fill(fp[:, 0], fp[:, 1], color="tab:blue", alpha=0.12)
+        d = cam.viewing_direction
+        ax.annotate("", xy=(c[0] + d[0] * depth * 1.3, c[1] + d[1] * depth * 1.3), xytext=(c[0], c[1]),
+                    arrowprops={"arrowstyle": "->", "color": "tab:red"})
+        ax.plot(c[0], c[1], "o", color="tab:blue")
+        ax.annotate(f"{cam.name}\nz={c[2]:.2f} m", (c[0], c[1]), textcoords="offset points", xytext=(6, 6),
+                    fontsize=8)
+    ax.plot(0, 0, "k+", ms=12)
+    ax.set_aspect("equal")
+    ax.grid(True, lw=0.3)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    sim = " (simulated)" if rig.simulated else ""
+    ax.set_title(f"{rig.name}{sim}: {len(rig)} cameras, top view")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
