@@ -1,0 +1,312 @@
+"""2D keypoint files: OpenPose JSON folders, COCO results JSON, and our ``keypoints2d/<camera>.npz``.
+
+Every reader returns a ``Keypoints2DSequence``: keypoints ``float32 [T, P, J, 3]`` = (x, y, score),
+people padded to the most seen in any frame, missing joints and empty slots as NaN coordinates with
+score 0 (the formats' own 0, 0, 0 becomes that on reading and goes back to 0, 0, 0 on writing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rigs.skeletons import SkeletonError, get_skeleton, infer_skeleton
+
+
+class KeypointFileError(ValueError):
+    """A keypoint file or folder that cannot be read, naming the file, the problem and the fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class Keypoints2DSequence:
+    """2D keypoints of one camera over time: [T, P, J, 3], the frame number of each row, the skeleton."""
+
+    keypoints: np.ndarray            # float32 [T, P, J, 3]
+    frame_indices: np.ndarray        # int64 [T]
+    skeleton: str                    # canonical skeleton name (rigs.skeletons)
+    t_ns: np.ndarray | None = None   # int64 [T] when known
+
+    def __post_init__(self) -> None:
+        kp = np.array(self.keypoints, dtype=np.float32)  # a copy: freezing it must not freeze the caller's
+        if kp.ndim != 4 or kp.shape[-1] != 3:
+            raise KeypointFileError(f"keypoints must be [T, P, J, 3], got shape {kp.shape}")
+        frames = np.array(self.frame_indices, dtype=np.int64)
+        if frames.shape != kp.shape[:1]:
+            raise KeypointFileError(f"frame_indices must be [T={kp.shape[0]}], got shape {frames.shape}")
+        t_ns = None if self.t_ns is None else np.array(self.t_ns, dtype=np.int64)
+        if t_ns is not None and t_ns.shape != kp.shape[:1]:
+            raise KeypointFileError(f"t_ns must be [T={kp.shape[0]}], got shape {t_ns.shape}")
+        skeleton = infer_skeleton(kp.shape[2], self.skeleton).name
+        for name, value in (("keypoints", kp), ("frame_indices", frames), ("t_ns", t_ns)):
+            if value is not None:
+                value.setflags(write=False)
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "skeleton", skeleton)
+
+    @property
+    def num_frames(self) -> int:
+        return self.keypoints.shape[0]
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def frame_number(file_name: str) -> int:
+    """The frame number in a file name: its last run of digits (``cam01.0042.json`` -> 42)."""
+    runs = _DIGITS.findall(Path(file_name).name)
+    if not runs:
+        raise KeypointFileError(f"{file_name}: no frame number in the file name; name frames like "
+                                f"'<name>_000012_keypoints.json' or '<name>.0012.json'")
+    return int(runs[-1])
+
+
+def _missing_to_nan(kp: np.ndarray) -> np.ndarray:
+    """Joints with score <= 0 or non-finite values -> NaN coordinates and score 0 (in place, returned)."""
+    missing = ~(kp[..., 2] > 0) | ~np.isfinite(kp).all(axis=-1)
+    kp[missing, :2] = np.nan
+    kp[missing, 2] = 0
+    return kp
+
+
+def _nan_to_zeros(kp: np.ndarray) -> np.ndarray:
+    """Missing joints -> 0, 0, 0, as OpenPose and COCO write them (a copy)."""
+    out = np.array(kp, dtype=np.float32)
+    missing = ~(out[..., 2] > 0) | ~np.isfinite(out).all(axis=-1)
+    out[missing] = 0
+    return out
+
+
+def _skeleton_for(num_joints: int | None, skeleton: str | None, where: Path) -> tuple[str, int]:
+    """(canonical name, joint count) from the joints seen (None: no person anywhere) and the user's name."""
+    if num_joints is None and skeleton is None:
+        raise KeypointFileError(f"{where}: no person anywhere, so the number of joints is unknown; "
+                                f"pass skeleton=NAME (--skeleton NAME)")
+    try:
+        found = get_skeleton(skeleton) if num_joints is None else infer_skeleton(num_joints, skeleton)
+    except SkeletonError as err:
+        raise KeypointFileError(f"{where}: {err}") from None
+    return found.name, found.num_joints
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    """float32 values as the shortest decimals that read back to the same float32."""
+    return [float(v) for v in values.astype(np.float32).astype(str)]
+
+
+# ---------------------------------------------------------------- OpenPose JSON
+
+
+def _read_openpose_people(path: Path) -> list[np.ndarray]:
+    """The ``pose_keypoints_2d`` of every person in one OpenPose JSON file, each [J, 3]."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise KeypointFileError(f"{path}: not a readable OpenPose JSON file ({err}); re-export the frame "
+                                f"or remove the file") from None
+    people = doc.get("people") if isinstance(doc, dict) else None
+    if not isinstance(people, list):
+        raise KeypointFileError(f"{path}: no 'people' list; this is not an OpenPose keypoints file")
+    out = []
+    for i, person in enumerate(people):
+        values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+        try:
+            arr = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            arr = np.zeros((0, 0))
+        if arr.ndim != 1 or arr.size % 3 or arr.size == 0:
+            raise KeypointFileError(f"{path}: person {i} has no 'pose_keypoints_2d' list of x, y, score "
+                                    f"triplets; the file is damaged or not an OpenPose body file")
+        out.append(arr.reshape(-1, 3))
+    return out
+
+
+def read_openpose_folder(folder: str | Path, skeleton: str | None = None) -> Keypoints2DSequence:
+    """All OpenPose JSON frames of one camera folder, sorted by the frame number in the file names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KeypointFileError(f"{folder}: not a folder; pass the folder of one camera's "
+                                f"OpenPose JSON files")
+    files = list(folder.glob("*.json"))
+    if not files:
+        raise KeypointFileError(f"{folder}: no .json files; pass the folder OpenPose wrote (--write_json)")
+    numbers = [frame_number(f.name) for f in files]
+    order = np.argsort(numbers, kind="stable")
+    files, numbers = [files[i] for i in order], [numbers[i] for i in order]
+    dup = [n for a, n in zip(numbers, numbers[1:], strict=False) if a == n]
+    if dup:
+        raise KeypointFileError(f"{folder}: several files have frame number {dup[0]}; keep one camera's "
+                                f"frames per folder")
+    people = [_read_openpose_people(f) for f in files]
+    counts = {p.shape[0] for frame in people for p in frame}
+    if len(counts) > 1:
+        bad = next(f for f, frame in zip(files, people, strict=True)
+                   for p in frame if p.shape[0] != min(counts))
+        raise KeypointFileError(f"{bad}: people with {sorted(counts)} joints in one folder; the folder "
+                                f"mixes skeleton formats")
+    name, num_joints = _skeleton_for(counts.pop() if counts else None, skeleton, folder)
+    max_people = max(len(frame) for frame in people)
+    kp = np.zeros((len(files), max_people, num_joints, 3), dtype=np.float32)
+    for t, frame in enumerate(people):
+        if frame:
+            kp[t, : len(frame)] = np.stack(frame)
+    return Keypoints2DSequence(_missing_to_nan(kp), np.asarray(numbers, dtype=np.int64), name)
+
+
+def write_openpose_folder(folder: str | Path, keypoints: np.ndarray, frame_indices: np.ndarray | None = None,
+                          prefix: str = "", digits: int = 12, suffix: str = "_keypoints") -> list[Path]:
+    """One OpenPose JSON per frame, named ``{prefix}{frame:0{digits}d}{suffix}.json``; returns the paths.
+
+    Missing joints are written as 0, 0, 0; trailing empty person slots are left out of each frame.
+    """
+    folder = Path(folder)
+    kp = np.asarray(keypoints)
+    if kp.ndim != 4 or kp.shape[-1] != 3:
+        raise KeypointFileError(f"write_openpose_folder: keypoints must be [T, P, J, 3], got {kp.shape}")
+    frames = np.arange(kp.shape[0]) if frame_indices is None else np.asarray(frame_indices, dtype=np.int64)
+    if frames.shape != kp.shape[:1]:
+        raise KeypointFileError(f"write_openpose_folder: {frames.shape[0]} frame indices for "
+                                f"{kp.shape[0]} frames")
+    if _DIGITS.search(suffix):
+        raise KeypointFileError(f"write_openpose_folder: suffix {suffix!r} has digits, so the frame number "
+                                f"could not be read back from the file names")
+    folder.mkdir(parents=True, exist_ok=True)
+    zeros = _nan_to_zeros(kp)
+    present = zeros[..., 2].max(axis=-1, initial=0) > 0            # [T, P]
+    paths = []
+    for t, frame in enumerate(frames):
+        n = int(np.flatnonzero(present[t])[-1]) + 1 if present[t].any() else 0
+        people = [{"person_id": [-1], "pose_keypoints_2d": _floats(zeros[t, p].ravel()),
+                   "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [],
+                   "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],
+                   "hand_right_keypoints_3d": []} for p in range(n)]
+        path = folder / f"{prefix}{int(frame):0{digits}d}{suffix}.json"
+        path.write_text(json.dumps({"version": 1.3, "people": people}))
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------- COCO results JSON
+
+
+def read_coco_results(path: str | Path, skeleton: str | None = None) -> Keypoints2DSequence:
+    """COCO keypoint results (a list of detections) or a COCO dict with ``annotations`` and ``images``.
+
+    Frames are the image ids, or the last digit run of each image's ``file_name`` when the file lists
+    its ``images``; people keep the file's order within a frame. Only ``category_id`` 1 (person) is read.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise KeypointFileError(f"{path}: not a readable COCO JSON file ({err})") from None
+    images = None
+    if isinstance(doc, dict):
+        if not isinstance(doc.get("annotations"), list):
+            raise KeypointFileError(f"{path}: a JSON object without an 'annotations' list; expected COCO "
+                                    f"results (a list of detections) or a COCO dataset file")
+        images, doc = doc.get("images"), doc["annotations"]
+    if not isinstance(doc, list):
+        raise KeypointFileError(f"{path}: expected a list of detections with image_id and keypoints")
+    id_to_frame: dict[int, int] = {}
+    if images is not None:
+        try:
+            id_to_frame = {int(im["id"]): frame_number(im["file_name"]) for im in images}
+        except (KeyError, TypeError, ValueError) as err:
+            raise KeypointFileError(f"{path}: 'images' entries need 'id' and 'file_name' ({err})") from None
+    by_frame: dict[int, list[np.ndarray]] = {f: [] for f in id_to_frame.values()}
+    for i, det in enumerate(doc):
+        try:
+            if int(det.get("category_id", 1)) != 1:
+                continue
+            image_id = int(det["image_id"])
+            arr = np.asarray(det["keypoints"], dtype=np.float32)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise KeypointFileError(f"{path}: detection {i} lacks a numeric image_id or keypoints "
+                                    f"({err})") from None
+        if arr.ndim != 1 or arr.size % 3 or arr.size == 0:
+            raise KeypointFileError(f"{path}: detection {i} keypoints are not x, y, score triplets")
+        if id_to_frame and image_id not in id_to_frame:
+            raise KeypointFileError(f"{path}: detection {i} refers to image_id {image_id}, "
+                                    f"which 'images' lacks")
+        by_frame.setdefault(id_to_frame.get(image_id, image_id), []).append(arr.reshape(-1, 3))
+    counts = {p.shape[0] for ps in by_frame.values() for p in ps}
+    if len(counts) > 1:
+        raise KeypointFileError(f"{path}: detections with {sorted(counts)} keypoints; one file, one skeleton")
+    name, num_joints = _skeleton_for(counts.pop() if counts else None, skeleton, path)
+    frames = np.array(sorted(by_frame), dtype=np.int64)
+    max_people = max((len(ps) for ps in by_frame.values()), default=0)
+    kp = np.zeros((len(frames), max_people, num_joints, 3), dtype=np.float32)
+    for t, frame in enumerate(frames):
+        ps = by_frame[int(frame)]
+        if ps:
+            kp[t, : len(ps)] = np.stack(ps)
+    return Keypoints2DSequence(_missing_to_nan(kp), frames, name)
+
+
+def write_coco_results(path: str | Path, keypoints: np.ndarray,
+                       frame_indices: np.ndarray | None = None) -> Path:
+    """COCO keypoint results: one detection per non-empty person slot, ``image_id`` = frame number,
+    ``score`` = mean score of the detected joints. Empty slots are left out."""
+    path = Path(path)
+    kp = np.asarray(keypoints)
+    if kp.ndim != 4 or kp.shape[-1] != 3:
+        raise KeypointFileError(f"write_coco_results: keypoints must be [T, P, J, 3], got {kp.shape}")
+    frames = np.arange(kp.shape[0]) if frame_indices is None else np.asarray(frame_indices, dtype=np.int64)
+    if frames.shape != kp.shape[:1]:
+        raise KeypointFileError(f"write_coco_results: {frames.shape[0]} frame indices for "
+                                f"{kp.shape[0]} frames")
+    zeros = _nan_to_zeros(kp)
+    scores = zeros[..., 2]
+    detected = scores > 0
+    mean = np.divide(scores.sum(-1), detected.sum(-1), out=np.zeros(scores.shape[:2]), where=detected.any(-1))
+    results = [{"image_id": int(frames[t]), "category_id": 1, "keypoints": _floats(zeros[t, p].ravel()),
+                "score": float(np.float32(mean[t, p]))}
+               for t, p in zip(*np.nonzero(detected.any(-1)), strict=True)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results))
+    return path
+
+
+# ---------------------------------------------------------------- our npz
+
+
+def read_keypoints_npz(path: str | Path) -> Keypoints2DSequence:
+    """A ``keypoints2d/<camera>.npz``: ``keypoints`` [T, P, J, 3], ``t_ns`` [T], ``skeleton``,
+    optionally ``frame_indices`` [T] (default 0..T-1)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise KeypointFileError(f"{path}: not a readable keypoints npz ({err})") from None
+    missing = [k for k in ("keypoints", "t_ns", "skeleton") if k not in data]
+    if missing:
+        raise KeypointFileError(f"{path}: missing {', '.join(missing)}; a keypoints2d npz holds keypoints, "
+                                f"t_ns and skeleton (write it with write_keypoints_npz)")
+    kp = data["keypoints"]
+    frames = data.get("frame_indices")
+    if frames is None and kp.ndim >= 1:
+        frames = np.arange(kp.shape[0])
+    try:
+        return Keypoints2DSequence(kp, frames, str(data["skeleton"]), data["t_ns"])
+    except (KeypointFileError, SkeletonError) as err:
+        raise KeypointFileError(f"{path}: {err}") from None
+
+
+def write_keypoints_npz(path: str | Path, keypoints: np.ndarray, t_ns: np.ndarray, skeleton: str,
+                        frame_indices: np.ndarray | None = None) -> Path:
+    """Write a ``keypoints2d/<camera>.npz`` (validated first, skeleton stored by canonical name)."""
+    path = Path(path)
+    frames = np.arange(np.shape(keypoints)[0]) if frame_indices is None else frame_indices
+    seq = Keypoints2DSequence(keypoints, frames, skeleton, t_ns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"keypoints": seq.keypoints, "t_ns": seq.t_ns, "skeleton": np.array(seq.skeleton)}
+    if frame_indices is not None:
+        arrays["frame_indices"] = seq.frame_indices
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
