@@ -55,7 +55,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; user errors print one line and exit 2 (MOCAP_DEBUG=1: traceback)."""
     args = _build_parser().parse_args(argv)
-    console = Console(highlight=False)
+    # Piped output (CI logs, files) gets a wide console so tables are not wrapped into columns of fragments.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     try:
         return _dispatch(args, console)
     except (RigError, FileNotFoundError, ValueError, KeyError) as exc:
