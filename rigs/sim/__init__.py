@@ -1,0 +1,10 @@
+"""The simulated studio: simulated bodies, performers, their motion, and what a simulated detector sees.
+
+Modules: ``body`` (SMPL-24 tree, landmarks of every skeleton format, capsule volumes; facing +X, left
++Y, Z up), ``rotations``, ``schedule`` (activity schedules and blends), ``motion`` (procedural joint
+angles), ``paths`` (floor paths kept apart and in the area), ``performers`` (``simulate_performers``,
+``keypoints3d``), ``bvh_driver`` (a BVH clip driving the body), ``occlusion``, ``detector``
+(``simulate_detections``) and ``recording`` (``write_simulated_keypoints``).
+
+Everything here is seeded and reproducible, and says "simulated" in its names and in what it writes.
+"""
