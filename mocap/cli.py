@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -58,13 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped output (CI logs, files) gets a wide console so tables are not wrapped into columns of fragments.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     try:
-        return _dispatch(args, console)
+        with warnings.catch_warnings():
+            # Warnings from loaders (a guessed image size, fields a format cannot hold) are for the user.
+            warnings.showwarning = _show_warning
+            return _dispatch(args, console)
     except (RigError, FileNotFoundError, ValueError, KeyError) as exc:
         if os.environ.get("MOCAP_DEBUG"):
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        Console(stderr=True, highlight=False).print(f"[bold red]mocap: error:[/] {msg}", markup=True)
+        print(f"mocap: error: {msg}", file=sys.stderr)
         return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"mocap: warning: {message}", file=sys.stderr)
 
 
 def _dispatch(args: argparse.Namespace, console: Console) -> int:

@@ -9,17 +9,16 @@ import numpy as np
 from rigs.camera import Rig
 
 
-def _footprint(cam, depth: float) -> np.ndarray:
-    """[4, 3] world corners of the camera's image at the given depth along its axis."""
-    w, h = cam.width, cam.height
-    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
-    xy = cam.undistort(corners)
-    pts_cam = np.c_[xy, np.ones(4)] * depth
+def _fov_edges(cam, depth: float) -> np.ndarray:
+    """[2, 3] world points on the rays through the left and right edges of the middle image row."""
+    mid = (cam.height - 1) / 2
+    xy = cam.undistort(np.array([[0.0, mid], [cam.width - 1.0, mid]]))
+    pts_cam = np.c_[xy, np.ones(2)] * depth
     return (pts_cam - cam.t) @ cam.R  # R^T (p - t)
 
 
 def plot_layout(rig: Rig, path: str | Path, frustum_depth: float = 1.0) -> Path:
-    """Write a top-view (x right, y up on the page) PNG of camera positions, axes and fields of view."""
+    """Write a top-view PNG (x right, y up on the page): camera positions, optical axes, horizontal fields of view."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,13 +28,12 @@ def plot_layout(rig: Rig, path: str | Path, frustum_depth: float = 1.0) -> Path:
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
     centers = rig.centers
     span = max(np.ptp(centers[:, :2], axis=0).max(), 1.0)
-    depth = frustum_depth * span / 4
+    depth = frustum_depth * span / 2.5
     for cam in rig:
         c = cam.center
-        fp = _footprint(cam, depth)
-        for corner in fp:
-            ax.plot([c[0], corner[0]], [c[1], corner[1]], color="0.6", lw=0.7)
-        ax.fill(fp[:, 0], fp[:, 1], color="tab:blue", alpha=0.12)
+        edges = _fov_edges(cam, depth)
+        wedge = np.vstack([c, edges])
+        ax.fill(wedge[:, 0], wedge[:, 1], color="tab:blue", alpha=0.12, lw=0.7, ec="0.5")
         d = cam.viewing_direction
         ax.annotate("", xy=(c[0] + d[0] * depth * 1.3, c[1] + d[1] * depth * 1.3), xytext=(c[0], c[1]),
                     arrowprops={"arrowstyle": "->", "color": "tab:red"})
