@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from rigs.camera import Camera, Rig, RigError
-from rigs.formats import carried_fields, fields, rodrigues, toml_text
+from rigs.formats import carried_fields, fields, toml_text
+from rigs.rotations import rotvec_to_matrix
 
 _DIGITS = re.compile(r"(\d+)$")
 _EXTRINSIC = ("rotation", "translation")
@@ -87,7 +88,7 @@ def _camera(name: str, table: dict, path: str | Path) -> Camera:
     g = lambda key: fields.get(table, key, at, need)  # noqa: E731
     width, height = fields.image_size(g("size"), at, "size")
     rot = fields.array(g("rotation"), [(3, 3), (3,)], at, "rotation")
-    R = rodrigues.to_matrix(rot) if rot.shape == (3,) else fields.rotation(rot, at, "rotation")
+    R = rotvec_to_matrix(rot) if rot.shape == (3,) else fields.rotation(rot, at, "rotation")
     fisheye = fields.flag(table.get("fisheye", False), at, "fisheye")
     return fields.camera(
         path, name=name, width=width, height=height, K=fields.array(g("matrix"), (3, 3), at, "matrix"),

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from rigs.camera import Camera, Rig, RigError
-from rigs.formats import carried_fields, fields, image_size, rodrigues
+from rigs.formats import carried_fields, fields, image_size
+from rigs.rotations import matrix_to_rotvec, rotvec_to_matrix
 
 INTRI, EXTRI = "intri.yml", "extri.yml"
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -149,7 +150,7 @@ def _camera(name: str, intri: cv2.FileStorage, extri: cv2.FileStorage, ipath: Pa
         raise RigError(f"{ae}: R_{name}: missing; every camera needs R_<name> (Rodrigues 3x1) "
                        f"or Rot_<name> (3x3)")
     if rvec is not None:
-        R = rodrigues.to_matrix(fields.array(rvec, [(3, 1), (1, 3), (3,)], ae, f"R_{name}"))
+        R = rotvec_to_matrix(fields.array(rvec, [(3, 1), (1, 3), (3,)], ae, f"R_{name}"))
         if rot is not None:
             rot = fields.array(rot, (3, 3), ae, f"Rot_{name}")
             if np.abs(rot - R).max() > _ROT_AGREE:
@@ -197,6 +198,6 @@ def _write_camera(cam: Camera, intri: cv2.FileStorage, extri: cv2.FileStorage) -
         intri.write(f"dist_{cam.name}", cam.dist[None, :])
     intri.write(f"H_{cam.name}", cam.height)
     intri.write(f"W_{cam.name}", cam.width)
-    extri.write(f"R_{cam.name}", rodrigues.from_matrix(cam.R)[:, None])
+    extri.write(f"R_{cam.name}", matrix_to_rotvec(cam.R)[:, None])
     extri.write(f"Rot_{cam.name}", cam.R)
     extri.write(f"T_{cam.name}", cam.t[:, None])

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from rigs.camera import Camera, Rig, RigError
-from rigs.formats import carried_fields, fields, rodrigues, toml_text
+from rigs.formats import carried_fields, fields, toml_text
+from rigs.rotations import matrix_to_rotvec, rotvec_to_matrix
 
 NOT_CAMERAS = ("metadata", "capture_volume", "charuco", "checkerboard")
 _REQUIRED = "a camera table needs size, matrix, distortions, rotation and translation"
@@ -67,7 +68,7 @@ def _camera(key: str, table: dict, path: str | Path, scale: float) -> Camera:
         path, name=name, width=width, height=height,
         K=fields.array(fields.get(table, "matrix", at, _REQUIRED), (3, 3), at, "matrix"),
         dist=fields.array(fields.get(table, "distortions", at, _REQUIRED), None, at, "distortions").ravel(),
-        R=rodrigues.to_matrix(rvec), t=t * scale, model="fisheye" if fisheye else "pinhole")
+        R=rotvec_to_matrix(rvec), t=t * scale, model="fisheye" if fisheye else "pinhole")
 
 
 def write(rig: Rig, path: str | Path) -> None:
@@ -84,7 +85,7 @@ def write(rig: Rig, path: str | Path) -> None:
                                "rotation: Rodrigues vector (world->camera); translation: metres.")]
     for c in rig:
         items = [("name", c.name), ("size", [c.width, c.height]), ("matrix", c.K), ("distortions", c.dist),
-                 ("rotation", rodrigues.from_matrix(c.R)), ("translation", c.t),
+                 ("rotation", matrix_to_rotvec(c.R)), ("translation", c.t),
                  ("fisheye", c.model == "fisheye")]
         parts.append(toml_text.table(f"[{toml_text.key(c.name)}]", items))
     parts.append(toml_text.table("[metadata]", [("adjusted", False), ("error", 0.0)]))

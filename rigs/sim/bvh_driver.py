@@ -17,10 +17,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from rigs import bvh as bvh_file
+from rigs.rotations import rotation_between
 from rigs.sim import body
 from rigs.sim.paths import initial_positions
 from rigs.sim.performers import SimulatedPerformers
-from rigs.sim.rotations import rotation_between
 
 # smpl24 joint -> BVH joint names that drive it (first found wins), CMU names first.
 BVH_TO_SMPL24_NAMES: dict[str, tuple[str, ...]] = {

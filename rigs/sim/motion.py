@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rigs.rotations import euler_zyx_to_matrix
 from rigs.sim.body import JOINT_NAMES, NUM_JOINTS
-from rigs.sim.rotations import euler_zyx_to_matrix
 from rigs.sim.schedule import ACTIVITIES, blend_segments, smoothstep
 
 J = {name: i for i, name in enumerate(JOINT_NAMES)}

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import CubicSpline
 
+from rigs.rotations import euler_zyx_to_matrix
 from rigs.sim import body
 from rigs.sim.motion import SimulatedStyle, simulated_joint_angles
 from rigs.sim.paths import PathParams, plan_simulated_paths
-from rigs.sim.rotations import euler_zyx_to_matrix
 from rigs.sim.schedule import (
     ACTIVITIES,
     SimulatedActivity,

