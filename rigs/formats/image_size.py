@@ -8,6 +8,8 @@ all three come out right. A guess is a guess: callers warn and say how to give t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # The sizes of the datasets published in these formats, and common video sizes.
@@ -38,3 +40,17 @@ def guess(principal_points) -> list[tuple[int, int]]:
         return [best] * len(c)
     sizes = 2 * np.round((2 * c + 1) / 2).astype(int)
     return [(max(int(w), 2), max(int(h), 2)) for w, h in sizes]
+
+
+def fill_missing(sizes, principal_points, given: tuple[int, int] | None, where: str, how_to_give: str
+                 ) -> list[tuple[int, int]]:
+    """Sizes per camera with the missing ones (None) taken from `given`, else guessed with one warning."""
+    if all(s is not None for s in sizes):
+        return list(sizes)
+    if given is not None:
+        return [s if s is not None else tuple(given) for s in sizes]
+    guessed = guess(principal_points)
+    filled = [s if s is not None else g for s, g in zip(sizes, guessed, strict=True)]
+    shown = ", ".join(sorted({f"{w}x{h}" for w, h in filled}))
+    warnings.warn(f"{where}; guessed {shown} from the principal points. {how_to_give}", stacklevel=3)
+    return filled

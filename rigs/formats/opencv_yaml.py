@@ -19,7 +19,6 @@ YAML key (letters, digits, ``_`` and ``-``).
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import cv2
@@ -121,13 +120,9 @@ def read(path: str | Path, size: tuple[int, int] | None = None) -> Rig:
     sizes = [p.pop("size") for p in partial]
     if size is not None:
         sizes = [tuple(size)] * len(partial)
-    elif any(s is None for s in sizes):
-        guessed = image_size.guess([p["K"][:2, 2] for p in partial])
-        sizes = [s if s is not None else g for s, g in zip(sizes, guessed, strict=True)]
-        shown = ", ".join(sorted({f"{w}x{h}" for w, h in sizes}))
-        warnings.warn(f"{intri_path}: no H_/W_ image size for some cameras; guessed {shown} from the "
-                      f"principal points. Add H_<name>/W_<name> to {INTRI} or pass size=(w, h) to "
-                      f"rigs.formats.opencv_yaml.read", stacklevel=2)
+    sizes = image_size.fill_missing(
+        sizes, [p["K"][:2, 2] for p in partial], None, f"{intri_path}: no H_/W_ image size for some cameras",
+        f"Add H_<name>/W_<name> to {INTRI} or pass size=(w, h) to rigs.formats.opencv_yaml.read")
     cameras = [fields.camera(intri_path, width=w, height=h, **p)
                for p, (w, h) in zip(partial, sizes, strict=True)]
     folder = intri_path.parent

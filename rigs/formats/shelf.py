@@ -18,7 +18,6 @@ lens, a skewed K or more than 5 distortion coefficients cannot be written here.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,16 +54,9 @@ def read(path: str | Path, size: tuple[int, int] | None = None) -> Rig:
     entries = _entries(fields.load_json(path), path)
     partial = [_camera(name, table, path) for name, table in entries]
     sizes = [p.pop("size") for p in partial]
-    if any(s is None for s in sizes):
-        if size is not None:
-            sizes = [s if s is not None else tuple(size) for s in sizes]
-        else:
-            guessed = image_size.guess([p["K"][:2, 2] for p in partial])
-            sizes = [s if s is not None else g for s, g in zip(sizes, guessed, strict=True)]
-            shown = ", ".join(sorted({f"{w}x{h}" for w, h in sizes}))
-            warnings.warn(f"{path}: no image size in the file; guessed {shown} from the principal points. "
-                          f"Give it with rigs.formats.shelf.read(path, size=(w, h)) or add \"width\" and "
-                          f"\"height\" to each camera", stacklevel=2)
+    sizes = image_size.fill_missing(
+        sizes, [p["K"][:2, 2] for p in partial], size, f"{path}: no image size in the file",
+        "Give it with rigs.formats.shelf.read(path, size=(w, h)) or add \"width\" and \"height\" to each camera")
     cameras = [fields.camera(path, width=w, height=h, **p) for p, (w, h) in zip(partial, sizes, strict=True)]
     return fields.rig(path, cameras, name=Path(path).stem,
                       description=f"imported from shelf file {Path(path).name}")
