@@ -50,6 +50,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=10.0)
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     demo.add_argument("--seed", type=int, default=0)
+
+    from capture.camera_node import add_node_parser
+
+    add_node_parser(verbs)  # `mocap node camera ...` (later: node recon)
     return p
 
 
@@ -90,6 +94,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from mocap.demo import run_demo
 
         return run_demo(args.rig, args.people, args.seconds, args.out, args.seed, console)
+    if args.verb == "node":
+        return args.node_run(args)
     raise AssertionError(args.verb)
 
 
