@@ -226,9 +226,11 @@ class TimestampSync(_Syncer):
 
     @classmethod
     def for_rig(cls, rig, **kwargs) -> TimestampSync:
-        """A syncer for a ``rigs.camera.Rig``'s cameras at its frame rate."""
+        """A syncer for a ``rigs.camera.Rig``'s cameras at its frame rate, with the rig's clock offsets."""
         if rig.fps is None:
             raise ValueError(f"rig {rig.name!r}: no camera declares an fps; pass fps= to TimestampSync")
+        offsets = {c.name: c.clock_offset_ns for c in rig if c.clock_offset_ns}
+        kwargs.setdefault("offsets_ns", offsets or None)
         return cls(rig.names, rig.fps, **kwargs)
 
     def _place(self, frame: FrameRef, t: int, now_ns: int) -> None:

@@ -56,6 +56,7 @@ class Camera:
     fps: float | None = None
     source: str = ""
     endpoint: str = ""
+    clock_offset_ns: int = 0  # measured offset of this camera's clock: subtract from its timestamps
 
     def __post_init__(self) -> None:
         where = f"camera {self.name!r}"
@@ -85,6 +86,12 @@ class Camera:
             raise RigError(f"{where}: R: not a rotation (|R R^T - I| = {ortho:.2g}, det = "
                            f"{np.linalg.det(R):.6g}); expected orthonormal with det +1")
         t = _frozen_array(np.ravel(self.t), (3,), f"{where}: t")
+        offset = self.clock_offset_ns
+        if isinstance(offset, float) and offset.is_integer():
+            offset = int(offset)
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or abs(offset) > 10**18:
+            raise RigError(f"{where}: clock_offset_ns: expected a whole number of nanoseconds, got {offset!r}")
+        object.__setattr__(self, "clock_offset_ns", int(offset))
         if self.fps is not None and not (np.isfinite(self.fps) and self.fps > 0):
             raise RigError(f"{where}: fps: expected a positive rate, got {self.fps!r}")
         object.__setattr__(self, "K", K)
@@ -170,7 +177,7 @@ class Camera:
 
     def isclose(self, other: Camera, atol: float = 1e-9) -> bool:
         """Same name, model, size, rate, source and parameters within atol."""
-        scalars = ("name", "model", "width", "height", "fps", "source", "endpoint")
+        scalars = ("name", "model", "width", "height", "fps", "source", "endpoint", "clock_offset_ns")
         if any(getattr(self, s) != getattr(other, s) for s in scalars):
             return False
         if self.dist.size != other.dist.size:

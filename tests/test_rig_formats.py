@@ -729,3 +729,17 @@ def test_pose2sim_names_come_from_the_name_field_else_the_section(tmp_path):
 def test_image_size_guess_falls_back_to_twice_the_principal_point():
     assert image_size.guess([[959.5, 539.5], [940, 560]]) == [(1920, 1080)] * 2
     assert image_size.guess([[100.0, 900.0]]) == [(200, 1800)]
+
+
+def test_clock_offset_round_trips_in_rig_toml_and_is_named_when_bad(tmp_path):
+    rig = load_rig("studio-4")
+    rig = rig.with_camera(rig["cam2"].replace(clock_offset_ns=-37_000_000))
+    back = load_rig(save_rig(rig, tmp_path / "rig.toml"))
+    assert back["cam2"].clock_offset_ns == -37_000_000 and back["cam0"].clock_offset_ns == 0
+    assert back == rig
+    text = (tmp_path / "rig.toml").read_text().replace("clock_offset_ns = -37000000", 'clock_offset_ns = "soon"')
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RigError, match=r"bad\.toml.*cam2.*clock_offset_ns"):
+        load_rig(tmp_path / "bad.toml")
+    with pytest.warns(UserWarning, match="clock_offset_ns"):
+        save_rig(rig, tmp_path / "calib.toml", "pose2sim")

@@ -418,3 +418,19 @@ def test_every_frame_is_in_one_set_or_discarded(seed, n, max_latency_ms, drop_p,
     if not index:
         t = [fs.t_ns for fs in sets]
         assert t == sorted(t)
+
+
+def test_for_rig_takes_the_rigs_clock_offsets():
+    from rigs.formats import load_rig
+
+    rig = load_rig("studio-4")
+    rig = rig.with_camera(rig["cam1"].replace(clock_offset_ns=37_000_000))
+    sync = TimestampSync.for_rig(rig)
+    period = int(1e9 / 30)
+    sets = []
+    for i in range(5):
+        for cam in rig.names:
+            t = i * period + (37_000_000 if cam == "cam1" else 0)
+            sets += sync.push(FrameRef(cam, i, t), now_ns=i * period)
+    sets += sync.flush()
+    assert len(sets) == 5 and all(s.complete for s in sets)

@@ -1,7 +1,7 @@
 """What a foreign format can carry: refuse cameras it cannot describe, warn about metadata it drops.
 
 Calibration formats hold lenses and poses, not acquisition settings: a camera's fps, source and
-endpoint, and the rig's name, clock, up axis and description live only in our rig.toml. Writing them
+endpoint and clock offset, and the rig's name, clock, up axis and description live only in our rig.toml. Writing them
 elsewhere drops them with one warning. A lens the format cannot describe (a fisheye model, a skewed K,
 more distortion coefficients than it takes) is an error: writing it would silently change the camera.
 """
@@ -45,8 +45,8 @@ def warn_dropped(rig: Rig, fmt: str, path: str | Path) -> None:
     for fld, default in _RIG_DEFAULTS.items():
         if getattr(rig, fld) != default:
             dropped.append(f"rig {fld}")
-    for fld in ("fps", "source", "endpoint"):
-        if any(getattr(c, fld) not in (None, "") for c in rig):
+    for fld in ("fps", "source", "endpoint", "clock_offset_ns"):
+        if any(getattr(c, fld) not in (None, "", 0) for c in rig):
             dropped.append(f"camera {fld}")
     if dropped:
         warnings.warn(f"{path}: {fmt} files hold calibration only; not written: {', '.join(dropped)} "

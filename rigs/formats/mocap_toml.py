@@ -23,7 +23,8 @@ from rigs.camera import Camera, Rig, RigError
 from rigs.formats import fields, toml_text
 
 RIG_KEYS = ("name", "units", "up", "clock", "simulated", "description")
-CAMERA_KEYS = ("name", "model", "source", "width", "height", "fps", "K", "dist", "R", "t", "endpoint")
+CAMERA_KEYS = ("name", "model", "source", "width", "height", "fps", "K", "dist", "R", "t", "endpoint",
+               "clock_offset_ns")
 _REQUIRED = "every [[camera]] needs name, width, height, K, dist, R and t"
 
 
@@ -67,6 +68,8 @@ def to_dict(rig: Rig) -> dict[str, Any]:
             del cam["fps"]
         if c.endpoint:
             cam["endpoint"] = c.endpoint
+        if c.clock_offset_ns:
+            cam["clock_offset_ns"] = c.clock_offset_ns
         cams.append(cam)
     return {"rig": meta, "camera": cams}
 
@@ -115,6 +118,7 @@ def _camera(table: Any, index: int, path: str | Path) -> Camera:
         R=fields.array(fields.get(table, "R", at, _REQUIRED), (3, 3), at, "R"),
         t=fields.array(fields.get(table, "t", at, _REQUIRED), (3,), at, "t"),
         endpoint=fields.text(table.get("endpoint", ""), at, "endpoint"),
+        clock_offset_ns=table.get("clock_offset_ns", 0),
     )
 
 
