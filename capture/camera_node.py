@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 if TYPE_CHECKING:  # capture.protocol pulls in OpenCV: imported where used, so `mocap --help` stays quick
+    from capture.curve_keys import CurveKeys
     from rigs.camera import Camera
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class CameraNode:
     ``fps``, ``read()``, ``close()``); it is called again after every failure. ``sleep(seconds)`` waits out a
     back-off (default: waits on the node's halt event, so stopping cuts it short); tests pass a fake.
     ``announce(line)`` is called once, when the source first opens. ``clock`` names the rig's clock.
+    ``curve``: the rig's CURVE keys (``capture.curve_keys``); with them only authorized subscribers receive.
     """
 
     def __init__(self, camera: Camera, source_factory: Callable[[], Any], pub_endpoint: str | None = None,
@@ -90,7 +92,7 @@ class CameraNode:
                  backoff: Sequence[float] = DEFAULT_BACKOFF, context: zmq.Context | None = None, *,
                  index: int = 0, clock: str = "monotonic", exit_at_end: bool = False,
                  sleep: Callable[[float], Any] | None = None, announce: Callable[[str], Any] | None = None,
-                 hwm: int | None = None):
+                 hwm: int | None = None, curve: CurveKeys | None = None):
         if fmt not in ("jpeg", "bgr8"):
             raise NodeError(f"camera {camera.name!r}: format {fmt!r}: expected jpeg or bgr8")
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
@@ -115,6 +117,7 @@ class CameraNode:
         self._sleep = sleep
         self._announce = announce
         self._hwm = hwm
+        self.curve = curve
         self.ready = threading.Event()  # set once the socket is bound; ``endpoint`` is then the bound address
         self.status = "ok"  # the status last sent (read it from another thread for a glance, not for sync)
         self.frames_sent = 0
@@ -135,8 +138,13 @@ class CameraNode:
         ctx = zmq.Context() if own_context else self._context
         sock = ctx.socket(zmq.PUB)
         capture: threading.Thread | None = None
+        auth = None  # CURVE: the ZAP authenticator admitting the rig's authorized subscribers
         try:
             configure_socket(sock, hwm=self._hwm or DEFAULT_HWM)
+            if self.curve is not None:
+                from capture.curve_keys import secure_server
+
+                auth = secure_server(sock, self.curve, ctx)
             try:
                 sock.bind(self.endpoint)
             except zmq.ZMQError as exc:
@@ -190,6 +198,8 @@ class CameraNode:
             if capture is not None:
                 capture.join(timeout=2.0)  # a source stuck in read() is left behind (daemon thread)
             sock.close(linger=LINGER_MS)
+            if auth is not None:
+                auth.stop()
             if own_context:
                 ctx.term()
 
@@ -336,6 +346,7 @@ def add_node_parser(subparsers: argparse._SubParsersAction) -> argparse._SubPars
 
 def run_camera_node(args: argparse.Namespace) -> int:
     """``mocap node camera``: load the rig, find the camera, publish until SIGINT/SIGTERM; exit code 0."""
+    from capture.curve_keys import load_keys
     from rigs.formats import load_rig
 
     rig = load_rig(args.rig)
@@ -355,7 +366,8 @@ def run_camera_node(args: argparse.Namespace) -> int:
                            people=args.people)
 
     node = CameraNode(camera, open_camera, args.pub, fmt=args.fmt, quality=args.quality, index=rig.index(camera.name),
-                      clock=rig.clock, exit_at_end=args.exit_at_end, announce=lambda line: print(line, flush=True))
+                      clock=rig.clock, exit_at_end=args.exit_at_end, announce=lambda line: print(line, flush=True),
+                      curve=load_keys(args.rig))  # None (CURVE off) without <rig stem>.keys/ beside a rig file
     stop = threading.Event()
     previous = {}
 

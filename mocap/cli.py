@@ -54,6 +54,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from capture.camera_node import add_node_parser
 
     add_node_parser(verbs)  # `mocap node camera ...` (later: node recon)
+    from capture.curve_keys import add_keys_parser
+
+    add_keys_parser(verbs)  # `mocap keys --rig RIG.toml [--client NAME ...] [--force]`
     return p
 
 
@@ -96,6 +99,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return run_demo(args.rig, args.people, args.seconds, args.out, args.seed, console)
     if args.verb == "node":
         return args.node_run(args)
+    if args.verb == "keys":
+        return args.keys_run(args)
     raise AssertionError(args.verb)
 
 
