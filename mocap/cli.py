@@ -57,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from capture.curve_keys import add_keys_parser
 
     add_keys_parser(verbs)  # `mocap keys --rig RIG.toml [--client NAME ...] [--force]`
+    from capture.capture_command import add_capture_parser
+
+    add_capture_parser(verbs)  # `mocap capture --rig RIG`
     return p
 
 
@@ -101,6 +104,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.node_run(args)
     if args.verb == "keys":
         return args.keys_run(args)
+    if args.verb == "capture":
+        return args.func(args, console)
     raise AssertionError(args.verb)
 
 
