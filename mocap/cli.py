@@ -60,6 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from capture.capture_command import add_capture_parser
 
     add_capture_parser(verbs)  # `mocap capture --rig RIG`
+    from capture.replay import add_replay_parser
+
+    add_replay_parser(verbs)  # `mocap replay SESSION ...`
     return p
 
 
@@ -106,6 +109,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.keys_run(args)
     if args.verb == "capture":
         return args.func(args, console)
+    if args.verb == "replay":
+        return args.replay_run(args)
     raise AssertionError(args.verb)
 
 
