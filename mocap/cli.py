@@ -63,6 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from capture.replay import add_replay_parser
 
     add_replay_parser(verbs)  # `mocap replay SESSION ...`
+    from capture.record_command import add_record_parser
+
+    add_record_parser(verbs)  # `mocap record --rig RIG --out SESSION [--duration S] [--connect ENDPOINT ...]`
     return p
 
 
@@ -111,6 +114,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.func(args, console)
     if args.verb == "replay":
         return args.replay_run(args)
+    if args.verb == "record":
+        return args.func(args)
     raise AssertionError(args.verb)
 
 

@@ -133,11 +133,31 @@ def test_sim_pacing_holds_the_camera_rate():
 
 def test_sim_drops_frames_for_a_late_reader_like_a_camera():
     src = SimulatedCameraSource(cam(width=96, height=72), max_lag=2)
-    assert src.read().truth["frame"] == 0
+    first = src.read().truth["frame"]
     time.sleep(0.3)
     late = src.read()
-    assert late.truth["frame"] >= 8 and src.dropped == late.truth["frame"] - 1
-    assert late.t_ns - src.timeline.start_clock == src.offset_ns(late.truth["frame"])
+    assert late.truth["frame"] - first >= 8 and src.dropped == late.truth["frame"] - first - 1
+    assert late.t_ns == src.grid_time(late.truth["frame"])
+
+
+def test_paced_sim_cameras_are_genlocked_whenever_they_start():
+    rig = load_rig("studio-4")
+    a, b = (SimulatedCameraSource(c.resized(96, 54), seed=3) for c in rig.cameras[:2])
+    fa = [a.read()]
+    time.sleep(0.012)  # b's node starts 12 ms later, a third of a frame period
+    fb = []
+    for _ in range(3):
+        fb.append(b.read())
+        fa.append(a.read())
+    period = 1e9 / 30
+    for f in fa + fb:  # every timestamp on the shared i / fps grid of the rig clock
+        assert f.t_ns == a.grid_time(f.truth["frame"]) and abs(f.t_ns / period - f.truth["frame"]) < 1e-6
+    by_time_a = {f.t_ns: f.truth["sim_frame"] for f in fa}
+    shared = [f for f in fb if f.t_ns in by_time_a]
+    assert shared, "the two cameras should have frames at the same instants"
+    assert all(by_time_a[f.t_ns] == f.truth["sim_frame"] for f in shared)
+    assert a.grid_index(a.grid_time(123456789)) == 123456789
+    assert a.grid_index(a.grid_time(1000) + 1) == 1001
 
 
 def test_sim_cameras_of_a_rig_with_the_same_seed_see_the_same_performers():

@@ -3,9 +3,12 @@ and rate, like a real camera on the rig's clock.
 
 At open it simulates the performers once (``simulate_performers(people, seconds, fps, seed)``, 60 s by
 default) and plays them in a loop (the people jump back to their start positions every ``seconds``); frame
-i shows simulated frame ``i % T``, rendered on demand with ``render_view``. Every camera of a rig opened
-with the same seed, number of people, loop length and frame rate sees the same performers, and frame i is
-due at the same offset ``i / fps`` from each camera's first ``read()``.
+i shows simulated frame ``i % T``, rendered on demand with ``render_view``.
+
+Paced, the simulated cameras are genlocked like a hardware-triggered rig: frame i is due at ``i / fps`` on
+the rig's clock itself (a grid shared by every camera, whenever its node started), so every camera of a rig
+opened with the same seed, number of people, loop length and rate shows the same instant of the scene with
+the same timestamp. Unpaced, frames are numbered from 0 at the first ``read()``.
 
 Like a real camera it does not wait for a slow reader: when ``read()`` comes more than ``max_lag`` frames
 late, the frames in between are dropped (counted in ``dropped``; they show as jumps in the truth's
@@ -16,9 +19,11 @@ truth: ``frame`` (i), ``sim_frame`` (i % T), ``t_sim_ns`` (i / fps), ``people``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from fractions import Fraction
 
-from capture.sources.frame_source import SourceError, SourceFrame, Timeline
+from capture.sources.frame_source import SourceError, SourceFrame, Timeline, clock_function
 from rigs.camera import Camera
 from rigs.sim.board import SimulatedBoardPose
 from rigs.sim.performers import SimulatedPerformers, simulate_performers
@@ -47,9 +52,11 @@ class SimulatedCameraSource:
         self.board = board
         self.max_lag = max_lag
         self.timeline = Timeline(clock, pace)
+        self._clock = clock_function(clock)
+        self._rate = Fraction(self.fps).limit_denominator(1001)  # 30000/1001 stays exact
         self.performers = simulate_performers(self.people, self.seconds, self.fps, self.seed)
         self.dropped = 0  # frames skipped because read() came late
-        self._next = 0
+        self._next: int | None = None
         self._closed = False
         render_view(camera, self.performers, 0, self.params)  # builds the studio cache before the first read
 
@@ -59,6 +66,17 @@ class SimulatedCameraSource:
 
     def offset_ns(self, i: int) -> int:
         return round(i * 1e9 / self.fps)
+
+    def grid_time(self, i: int) -> int:
+        """Rig-clock time (ns) of grid frame i, i / fps, in exact integer arithmetic."""
+        num, den = self._rate.numerator, self._rate.denominator
+        return (2 * i * 10**9 * den + num) // (2 * num)
+
+    def grid_index(self, t_ns: int) -> int:
+        """The first grid frame at or after rig-clock time t_ns."""
+        num, den = self._rate.numerator, self._rate.denominator
+        i = -((-t_ns * num) // (10**9 * den))
+        return i if self.grid_time(i) >= t_ns else i + 1
 
     def render(self, i: int):
         """The image of frame i (simulated frame i % T)."""
@@ -73,17 +91,30 @@ class SimulatedCameraSource:
     def read(self) -> SourceFrame:
         if self._closed:
             raise SourceError(f"camera {self.name!r}: the simulated camera is closed")
-        i = self._next
-        if self.timeline.pace and self.timeline.start_mono is not None:
-            period = 1e9 / self.fps
-            if self.timeline.lag(self.offset_ns(i)) > self.max_lag * period:
-                latest = int(self.timeline.elapsed() // period)
-                self.dropped += latest - i
-                i = latest
-        t_ns = self.timeline.due(self.offset_ns(i))
+        if not self.timeline.pace:
+            i = 0 if self._next is None else self._next
+            t_ns = self.timeline.due(self.offset_ns(i))
+        else:
+            i, t_ns = self._next_on_grid()
         image = self.render(i)
         self._next = i + 1
         return SourceFrame(image, t_ns, self.truth(i))
+
+    def _next_on_grid(self) -> tuple[int, int]:
+        """The next due grid frame and its time, waiting for it; skips ahead (counting drops) when late."""
+        now = self._clock()
+        latest = self.grid_index(now)
+        if self._next is None:
+            i = latest
+        elif latest - self._next > self.max_lag:
+            self.dropped += latest - self._next
+            i = latest
+        else:
+            i = self._next
+        t_ns = self.grid_time(i)
+        while (left := t_ns - self._clock()) > 0:
+            time.sleep(left / 1e9)
+        return i, t_ns
 
     def close(self) -> None:
         self._closed = True
