@@ -188,8 +188,10 @@ def run_capture(args: argparse.Namespace, console: Any = None) -> int:
     say(f"mocap capture: {rig.name}, {len(specs)} camera(s) ({len(specs) - n_remote} started here, "
         f"{n_remote} on other hosts); node logs in {log_dir}; Ctrl-C to stop")
     supervisor = NodeSupervisor(specs, on_event=say, log_dir=log_dir)
+    from capture.curve_keys import load_keys
+
     monitor = CaptureMonitor(supervisor.endpoints, rig.fps or DEFAULT_FPS, offsets_ns=offsets,
-                             remote=supervisor.remote)
+                             remote=supervisor.remote, curve=load_keys(args.rig))
     t0 = time.monotonic()
     try:
         supervisor.start()

@@ -86,11 +86,12 @@ class CaptureMonitor:
     """Subscribes to every endpoint's frames and heartbeats and keeps per-camera statistics; see the module doc.
 
     ``offsets_ns`` are the cameras' measured clock offsets (subtracted before sync), ``remote`` the cameras whose
-    nodes run on other hosts (their status lines say so), ``clock`` the monitor's time in seconds (tests)."""
+    nodes run on other hosts (their status lines say so), ``clock`` the monitor's time in seconds (tests),
+    ``curve`` the rig's CURVE keys (``capture.curve_keys.load_keys``) when its nodes require them."""
 
     def __init__(self, endpoints: Mapping[str, str], fps: float, *, context: zmq.Context | None = None,
                  offsets_ns: Mapping[str, int] | None = None, remote: Collection[str] = (),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, curve=None):
         if not endpoints:
             raise ValueError("CaptureMonitor: no endpoints to monitor")
         self.endpoints = dict(endpoints)
@@ -107,6 +108,10 @@ class CaptureMonitor:
         self._sock = self._context.socket(zmq.SUB)
         configure_socket(self._sock, hwm=_MONITOR_HWM)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            from capture.curve_keys import secure_client
+
+            secure_client(self._sock, curve)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"frame.")
         self._sock.setsockopt(zmq.SUBSCRIBE, b"heartbeat.")
         for endpoint in dict.fromkeys(self.endpoints.values()):  # each once, in order

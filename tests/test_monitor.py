@@ -146,3 +146,38 @@ def test_format_status_before_any_heartbeat():
 def test_no_endpoints_is_an_error():
     with pytest.raises(ValueError, match="no endpoints"):
         CaptureMonitor({}, 30.0)
+
+
+def test_monitor_with_the_rigs_curve_keys_hears_a_curve_node(tmp_path):
+    import zmq
+
+    from capture.curve_keys import generate_keys, load_keys, secure_server
+    from capture.monitor import CaptureMonitor
+    from capture.protocol import Heartbeat, configure_socket
+    from rigs.formats import load_rig, save_rig
+
+    rig_path = save_rig(load_rig("studio-4"), tmp_path / "rig.toml")
+    generate_keys(rig_path)
+    keys = load_keys(rig_path)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    auth = secure_server(pub, keys, ctx)
+    configure_socket(pub)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    endpoints = {"cam0": f"tcp://127.0.0.1:{port}"}
+    secured = CaptureMonitor(endpoints, 30.0, curve=keys)
+    plain = CaptureMonitor(endpoints, 30.0)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and secured.status()["cam0"].heartbeat_age_s is None:
+            pub.send_multipart(Heartbeat("cam0", -1, time.monotonic_ns(), 0.0, "ok").encode())
+            secured.poll(50)
+            plain.poll(1)
+        assert secured.status()["cam0"].heartbeat_age_s is not None
+        assert plain.status()["cam0"].heartbeat_age_s is None  # no key, nothing heard
+    finally:
+        secured.close()
+        plain.close()
+        pub.close(0)
+        auth.stop()
+        ctx.term()
