@@ -15,7 +15,7 @@ What it writes, as frames come:
 
 and at ``close()``: ``truth/`` when simulated cameras sent their truth (``capture.session_writer``),
 ``report/capture_stats.json`` (sync statistics, per-camera frames, drops by seq gaps, bytes) and
-``session.toml`` (``mocap.session``: name, fps, start, simulated, the ``record`` stage, the rig snapshot).
+``session.toml`` (``rigs.session_file``: name, fps, start, simulated, the ``record`` stage, the rig snapshot).
 Nothing already written is rewritten, and a folder that already holds a recording is refused.
 
 ``duration_s`` counts from the first complete FrameSet: frames before it are written too, frames at or after
@@ -52,8 +52,8 @@ from capture.session_writer import (
     write_capture_stats,
 )
 from capture.sync import FrameRef, FrameSet, SyncCsvWriter, TimestampSync
-from mocap.session import SessionInfo, StageRecord, write_session_toml
 from rigs.camera import Rig
+from rigs.session_file import SessionInfo, StageRecord, write_session_toml
 
 __all__ = ["Recorder", "RecordingError", "check_disk", "estimate_bytes_per_hour", "format_bytes"]
 
@@ -130,9 +130,18 @@ class Recorder:
                 self._writers[c] = SegmentWriter(self.folder, c, segment_s, fps=self.fps, raw_codec=raw_codec,
                                                  quality=quality, backend=backend, idle_close_s=idle_close_s)
             self._sync_csv = SyncCsvWriter(self.folder / "sync.csv", cams)
+            self._write_provisional_session_toml()
         except OSError as exc:
             self._abort_writers()
             raise RecordingError(self.folder, f"cannot start: {describe_os_error(exc)}") from exc
+
+    def _write_provisional_session_toml(self) -> None:
+        """session.toml at the start (rig snapshot, rate, cameras), so a session whose recorder was killed
+        still says what it is; ``close`` completes it with the stage record and the final notes."""
+        notes = ("recording in progress or interrupted: if this note remains, the recorder did not finish; "
+                 "closed video segments and the CSVs are complete" + (f"\n{self.notes}" if self.notes else ""))
+        info = SessionInfo(self.name, self.fps, time.time_ns(), simulated=bool(self.rig.simulated), notes=notes)
+        write_session_toml(self.folder, info, self.rig)
 
     # --- feeding -------------------------------------------------------------------------------
     @property

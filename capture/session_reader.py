@@ -130,8 +130,8 @@ class SessionVideo:
         self.info = None
         self.rig = None
         if toml.exists():
-            from mocap.session import read_session_info
             from rigs.formats import load_rig
+            from rigs.session_file import read_session_info
 
             try:
                 self.info = read_session_info(self.folder)

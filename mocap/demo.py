@@ -16,13 +16,13 @@ from typing import TypeVar
 import numpy as np
 from rich.console import Console
 
-from mocap.session import SessionInfo, StageRecord, read_session_info, write_session_toml
 from reconstruction.error_plot import plot_errors
 from reconstruction.metrics import joint_errors
 from rigs.camera import Rig
 from rigs.formats import load_rig
 from rigs.layout_plot import plot_layout
 from rigs.poses3d_file import Poses3D, write_poses3d
+from rigs.session_file import SessionInfo, StageRecord, read_session_info, write_session_toml
 from rigs.sim.detector import SimulatedDetectorParams, simulate_detections
 from rigs.sim.performers import keypoints3d, simulate_performers
 from rigs.sim.recording import write_simulated_keypoints

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mocap.cli import main
-from mocap.session import read_session_info
 from rigs.formats import load_rig
 from rigs.keypoint_files import read_openpose_folder
 from rigs.poses3d_file import read_poses3d
+from rigs.session_file import read_session_info
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

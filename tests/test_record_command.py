@@ -27,8 +27,8 @@ from capture.segment_writer import SegmentWriter, list_segments
 from capture.sources import SimulatedCameraSource
 from capture.subscriber import FrameSubscriber, receive_hwm
 from capture.sync import read_sync_csv
-from mocap.session import read_session_info
 from rigs.formats import load_rig, save_rig
+from rigs.session_file import read_session_info
 
 FPS = 30.0
 PERIOD = round(1e9 / FPS)

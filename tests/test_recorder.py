@@ -23,9 +23,9 @@ from capture.recorder import Recorder, RecordingError, check_disk, estimate_byte
 from capture.segment_writer import SegmentWriter, list_segments
 from capture.sources import SimulatedCameraSource
 from capture.sync import read_sync_csv
-from mocap.session import read_session_info
 from rigs.formats import load_rig
 from rigs.poses3d_file import read_poses3d
+from rigs.session_file import read_session_info
 from rigs.sim.performers import keypoints3d, simulate_performers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,18 @@ def record(folder, rig, sent, **kwargs):
 
 
 # --- the whole session ----------------------------------------------------------------------------------------
+
+def test_session_toml_exists_from_the_start_and_is_completed_at_close(tmp_path, rig, sent):
+    folder = tmp_path / "take0"
+    rec = Recorder(folder, rig, segment_s=1.0)
+    early = read_session_info(folder)  # a recorder killed now still leaves a readable session
+    assert early.stages == () and "interrupted" in early.notes and load_rig(folder / "session.toml") == rig
+    for msg, now in stream(rig, sent, lambda camera, i: False, lambda camera, i: i):
+        rec.add(msg, now)
+    rec.close()
+    final = read_session_info(folder)
+    assert [s.name for s in final.stages] == ["record"] and "interrupted" not in final.notes
+
 
 def test_records_segments_csvs_sync_truth_stats_and_session_toml(tmp_path, rig, sent):
     folder = tmp_path / "take1"

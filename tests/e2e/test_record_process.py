@@ -24,7 +24,7 @@ import pytest
 
 from capture.segment_writer import list_segments
 from capture.sync import read_sync_csv
-from mocap.session import read_session_info
+from rigs.session_file import read_session_info
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam0", "cam1", "cam2", "cam3")

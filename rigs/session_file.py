@@ -1,5 +1,7 @@
 """`session.toml`: the record at the top of a session folder (rig snapshot, rate, start, notes, stages run).
 
+It lives in `rigs/` because every stage reads it (the rig snapshot) and the recorder writes it.
+
 The file is a valid mocap rig file too (its `[rig]` and `[[camera]]` tables are the rig snapshot), so
 `--rig sessions/x/session.toml` works wherever a rig is taken.
 """
