@@ -43,8 +43,13 @@ DEFAULT_BUFFER_S = 10.0  # seconds of every camera the receive queue holds while
 
 
 def receive_hwm(cameras: int, fps: float = 30.0, buffer_s: float = DEFAULT_BUFFER_S) -> int:
-    """Messages the receive queue must hold: ``buffer_s`` seconds of ``cameras`` cameras at ``fps`` plus their
-    heartbeats (never below the protocol's default)."""
+    """Messages one connection's receive queue must hold: ``buffer_s`` seconds of the ``cameras`` cameras that
+    publish on that connection, at ``fps``, plus their heartbeats (never below the protocol's default).
+
+    ZeroMQ applies the receive high-water mark to each connection, not to the socket: sizing it for every
+    camera of the rig would let an overloaded subscriber queue seconds of all cameras on each connection and
+    run out of memory (losing the session) before a frame is dropped; sized per connection, overload shows as
+    counted seq gaps with memory bounded."""
     per_second = max(1, cameras) * (max(1.0, float(fps)) + 1.0)
     return max(DEFAULT_HWM, math.ceil(per_second * buffer_s))
 
@@ -80,8 +85,8 @@ class FrameSubscriber:
         if not self.everything and not self.cameras:
             raise ValueError("subscriber: no camera to subscribe to (name some, or everything=True)")
         self.max_payload = int(max_payload)
-        n_cams = max(len(self.cameras), len(set(self.endpoints.values())))
-        self.hwm = int(hwm) if hwm is not None else receive_hwm(n_cams, fps, buffer_s)
+        per_connection = Counter(self.endpoints.values())  # cameras publishing on each connected endpoint
+        self.hwm = int(hwm) if hwm is not None else receive_hwm(max(per_connection.values()), fps, buffer_s)
         self.rejects = RejectCounter(name)
         self.frames: Counter[str] = Counter()
         self.heartbeats: Counter[str] = Counter()

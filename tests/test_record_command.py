@@ -363,3 +363,17 @@ def test_record_is_wired_into_mocap_cli_when_present(tmp_path):
     with contextlib.redirect_stderr(err):
         code = cli.main(["record", "--rig", "studio-4", "--out", str(tmp_path / "f" / "s")])
     assert code == 2 and err.getvalue().count("mocap: error:") == 1
+
+
+def test_receive_queue_is_sized_per_connection_not_for_the_whole_rig():
+    """ZeroMQ's RCVHWM is per connection: one node per camera gets one camera's buffer, a replay socket
+    carrying four cameras gets four cameras' worth, so overload drops (counted) instead of exhausting memory."""
+    ctx = zmq.Context()
+    try:
+        own = {f"cam{i}": f"tcp://127.0.0.1:{41000 + i}" for i in range(4)}
+        shared = {f"cam{i}": "tcp://127.0.0.1:41010" for i in range(4)}
+        with FrameSubscriber(own, context=ctx, fps=30.0) as a, FrameSubscriber(shared, context=ctx, fps=30.0) as b:
+            assert a.hwm == receive_hwm(1, 30.0) and b.hwm == receive_hwm(4, 30.0)
+            assert b.hwm == 4 * a.hwm
+    finally:
+        ctx.term()

@@ -12,6 +12,7 @@ import pytest
 
 from capture.supervisor import NodeSpec, NodeSupervisor, is_local_endpoint, node_specs
 from rigs.formats import load_rig
+from tests.ports_and_processes import process_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 SLEEP = "import time; time.sleep(60)"
@@ -19,15 +20,6 @@ SLEEP = "import time; time.sleep(60)"
 
 def _spec(camera, code, local=True):
     return NodeSpec(camera, f"tcp://127.0.0.1:{5600 + len(camera)}", (sys.executable, "-c", code), local)
-
-
-def _alive(pid):
-    """True while the process exists and is not a zombie (PID 1 in a container may not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _wait_for(cond, timeout=10.0, step=0.02):
@@ -105,7 +97,7 @@ def test_start_restart_after_a_crash_with_back_off_and_stop_leaves_no_process(tm
     try:
         sup.start()
         steady = sup.pids["steady"]
-        assert _alive(steady)
+        assert process_alive(steady)
         events = _poll_until(sup, lambda ev: sum("restarted" in e for e in ev) >= 3)
         assert events[0] == "crashy exited (code 3: boom: the camera fell over); restarting in 0.05 s"
         assert "crashy restarted (restart 1)" in events
@@ -119,7 +111,7 @@ def test_start_restart_after_a_crash_with_back_off_and_stop_leaves_no_process(tm
         assert log.count("mocap capture: starting crashy") >= 4 and "boom" in log
     finally:
         sup.stop(timeout=2)
-    assert not _alive(steady)
+    assert not process_alive(steady)
     assert sup.pids == {"steady": None, "crashy": None}
     assert sup.poll() == []  # stopped: nothing is restarted any more
 
@@ -133,9 +125,9 @@ def test_a_killed_node_is_restarted_and_gets_a_new_pid():
         assert events == ["cam0 exited (signal 9); restarting in 0.1 s", "cam0 restarted (restart 1)"]
         assert time.monotonic() - t0 >= 0.1
         new = sup.pids["cam0"]
-        assert new not in (None, old) and _alive(new)
+        assert new not in (None, old) and process_alive(new)
         assert sup.pids["cam1"] == other and sup.restarts == {"cam0": 1, "cam1": 0}
-    assert not _alive(new) and not _alive(other)
+    assert not process_alive(new) and not process_alive(other)
 
 
 def test_stop_kills_nodes_that_ignore_sigterm_and_what_they_started(tmp_path):
@@ -154,13 +146,13 @@ def test_stop_kills_nodes_that_ignore_sigterm_and_what_they_started(tmp_path):
     log = tmp_path / "stubborn.log"
     assert _wait_for(lambda: len(log.read_text().splitlines()) >= 2)
     grandchild = int(log.read_text().splitlines()[-1])
-    assert _alive(grandchild)
+    assert process_alive(grandchild)
     t0 = time.monotonic()
     sup.stop(timeout=0.5)
     assert time.monotonic() - t0 < 3
     assert events == ["stubborn did not stop within 0.5 s; killing it"]
-    assert not _alive(pids["stubborn"]) and not _alive(pids["polite"])
-    assert _wait_for(lambda: not _alive(grandchild), timeout=5)
+    assert not process_alive(pids["stubborn"]) and not process_alive(pids["polite"])
+    assert _wait_for(lambda: not process_alive(grandchild), timeout=5)
     sup.stop()  # idempotent
 
 
@@ -196,10 +188,10 @@ def test_nodes_die_with_a_supervisor_killed_by_sigkill():
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         node = int(proc.stdout.readline())
-        assert _alive(node)
+        assert process_alive(node)
         proc.kill()
         proc.wait()
-        assert _wait_for(lambda: not _alive(node), timeout=5), "the node outlived its supervisor"
+        assert _wait_for(lambda: not process_alive(node), timeout=5), "the node outlived its supervisor"
     finally:
         proc.kill()
         proc.wait()

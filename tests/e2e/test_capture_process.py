@@ -10,9 +10,7 @@ import contextlib
 import io
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ import pytest
 import zmq
 
 from capture.protocol import FrameMessage, RejectCounter, receive
+from tests.ports_and_processes import free_port_block, process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam0", "cam1", "cam2", "cam3")
@@ -50,29 +49,6 @@ def _command():
     return [sys.executable, "-m", "capture.capture_command"]  # the verb is not wired yet: same code path
 
 
-def _free_base_port(n=4):
-    """A base port P with P..P+n-1 all free on 127.0.0.1 (random, so parallel tests do not collide)."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + n):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free block of ports")
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _node_pids(pid_file):
     try:
         return json.loads(pid_file.read_text())["nodes"]
@@ -82,7 +58,7 @@ def _node_pids(pid_file):
 
 def test_capture_restarts_a_killed_node_and_the_others_never_stop(tmp_path):
     cmd = _command()
-    base = _free_base_port()
+    base = free_port_block()
     pid_file = tmp_path / "pids.json"
     cmd += ["--rig", "studio-4", "--base-port", str(base), "--duration", "20", "--people", "1",
             "--pid-file", str(pid_file), "--log-dir", str(tmp_path / "logs")]
@@ -156,7 +132,7 @@ def test_capture_restarts_a_killed_node_and_the_others_never_stop(tmp_path):
     line = next(ln for ln in summary if ln.split()[:1] == [VICTIM])
     assert "restarts 1 (exited: signal 9)" in line, summary
     assert all("restarts 0" in ln for ln in summary[1:] if ln.split()[:1] != [VICTIM]), summary
-    assert all(not _alive(p) for p in seen_pids | {victim_pid}), "a node outlived mocap capture"
+    assert all(not process_alive(p) for p in seen_pids | {victim_pid}), "a node outlived mocap capture"
     assert _node_pids(pid_file) == {c: None for c in CAMERAS}
     assert counter.total == 0
     assert time.monotonic() - t_stop < 10

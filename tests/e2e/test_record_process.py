@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from capture.segment_writer import list_segments
 from capture.sync import read_sync_csv
 from rigs.session_file import read_session_info
+from tests.ports_and_processes import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERAS = ("cam0", "cam1", "cam2", "cam3")
@@ -43,29 +43,10 @@ def _skip_unless_wired():
         pytest.skip("`mocap record` is not wired into mocap/cli.py yet (capture.record_command.add_record_parser)")
 
 
-def _free_base_port(n=4):
-    """A base port with n free consecutive ports after it."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + n):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free range of ports")
-
-
 def _start_record(folder: Path, *extra: str) -> tuple[subprocess.Popen, Path, Path]:
     out, err = folder.parent / f"{folder.name}.out", folder.parent / f"{folder.name}.err"
     cmd = [sys.executable, "-m", "mocap", "record", "--rig", "studio-4", "--out", str(folder),
-           "--duration", str(DURATION), "--base-port", str(_free_base_port()), *extra]
+           "--duration", str(DURATION), "--base-port", str(free_port_block()), *extra]
     with open(out, "w") as o, open(err, "w") as e:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
     return proc, out, err
