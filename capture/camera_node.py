@@ -4,10 +4,11 @@
 (``capture.sources.open_source``), publishes each frame as a ``FrameMessage`` (``[b"frame." + camera, header,
 payload]``, JPEG or raw ``bgr8``) and a ``Heartbeat`` every ``heartbeat_s``, whatever the camera is doing.
 
-- ``seq`` counts the frames the source delivered since this node started, from 0. When the source fails and is
-  re-opened, seq carries on from where it was: the time the camera was away shows as a gap in ``t_ns``, never as
-  a seq jump. A source that skips frames itself (the simulated camera when read late) counts them in its
-  ``dropped`` attribute (cumulative, optional); seq jumps by the frames dropped since the previous read.
+- ``seq`` numbers the camera's frame slots since this node started, from 0. When the source fails and is
+  re-opened, the first frame after the outage advances seq by the frame periods the camera was away (from the
+  timestamps and the source's rate), so an outage reaches receivers as a seq jump they count, never as silent
+  loss. A source that skips frames itself (the simulated camera when read late) counts them in its ``dropped``
+  attribute (cumulative, optional); seq jumps by the frames dropped since the previous read.
   A restarted node starts again at seq 0 (receivers tell restarts by seq going back).
 - ``t_ns`` is the source's capture time on the rig's clock; ``sent_ns`` (and a heartbeat's ``t_ns``) is the
   node's time on that same clock when it sent the message (monotonic: ``time.monotonic_ns``; ptp and ntp:
@@ -75,6 +76,13 @@ def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def frames_missed(t_last_ns: int, t_next_ns: int, fps: float) -> int:
+    """Frame slots a camera at ``fps`` skipped between two frames' timestamps (0 when unknown or back in time)."""
+    if fps <= 0 or t_next_ns <= t_last_ns:
+        return 0
+    return max(0, round((t_next_ns - t_last_ns) * fps / 1e9) - 1)
 
 
 class CameraNode:
@@ -250,6 +258,7 @@ class CameraNode:
         source_error, end_of_stream = _source_errors()
         retryable = (source_error, *_RETRYABLE)
         next_seq = 0
+        last_t: int | None = None  # timestamp of the last frame published, to count an outage's frames
         failures = 0  # consecutive failed opens/reads: picks the back-off delay
         opened_once = False
         while not self._halt.is_set():
@@ -274,11 +283,16 @@ class CameraNode:
                 if self._announce is not None:
                     self._announce(self._describe(source))
             dropped = getattr(source, "dropped", 0) or 0
+            after_outage = last_t is not None
             try:
                 while not self._halt.is_set():
                     frame = source.read()
                     dropped, before = getattr(source, "dropped", 0) or 0, dropped
                     seq = next_seq + max(0, dropped - before)
+                    if after_outage:
+                        seq += frames_missed(last_t, int(frame.t_ns), getattr(source, "fps", 0) or 0)
+                        after_outage = False
+                    last_t = int(frame.t_ns)
                     msg = frame_from_image(self.name, seq, int(frame.t_ns), frame.image, self.fmt, self.quality,
                                            truth=frame.truth)
                     next_seq = seq + 1

@@ -63,6 +63,11 @@ CONTAINER_BYTES_PER_FRAME = 32  # Matroska block and cue overhead per packet
 SENSOR_NOISE_SIGMA = 3.0  # grey levels of noise added to a render for cameras that are not simulated
 
 
+# How long the recorder's syncer waits for a set's last camera. Live reconstruction uses ~2 frame periods;
+# the soak showed frames delayed past that by >100 ms scheduling hiccups on a busy 2-core machine, which
+# split their sets in sync.csv although every frame was recorded.
+RECORDING_DEADLINE_NS = 500_000_000
+
 class Recorder:
     """Writes a session folder from FrameMessages: segmented video per camera, sync.csv, truth, stats.
 
@@ -94,6 +99,9 @@ class Recorder:
         if not segment_s > 0:
             raise ValueError(f"recorder: segment_s must be positive seconds, got {segment_s!r}")
         if sync is None:
+            if deadline_ns is None:
+                # a recording wants complete sets more than low latency: wait out scheduling hiccups
+                deadline_ns = RECORDING_DEADLINE_NS
             sync = TimestampSync(cams, fps, tolerance_ns=tolerance_ns, deadline_ns=deadline_ns,
                                  offsets_ns=offsets_ns)
         elif tuple(sync.cameras) != cams:

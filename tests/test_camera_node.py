@@ -231,7 +231,7 @@ def test_heartbeats_report_the_measured_fps(harness):
     h.close()
 
 
-def test_a_failing_source_is_retried_with_growing_backoff_and_seq_carries_on(harness, caplog):
+def test_a_failing_source_is_retried_with_growing_backoff_and_the_outage_is_a_seq_jump(harness, caplog):
     """A source dies after 3 frames, the camera then fails to open once, then works: the node rides it out."""
     flaky = FakeSource(frames=3, then=SourceError("decode error"), t0=0)
     good = FakeSource(frames=10**6, t0=10_000_000_000, period_s=0.005)
@@ -250,7 +250,9 @@ def test_a_failing_source_is_retried_with_growing_backoff_and_seq_carries_on(har
     assert statuses[-3:] == ["retrying: decode error", "retrying: no camera at device:0", "ok"], statuses
     assert statuses[:-3] in ([], ["ok"])  # the first 3 frames may all go out between two heartbeats
     got = frames(msgs)
-    assert [m.seq for m in got] == list(range(len(got)))  # no seq jump: the outage shows in t_ns
+    # away from 2 ms to 10 s at 30 fps: 299 frame slots missed, counted by the receivers as a seq gap
+    assert [m.seq for m in got[:4]] == [0, 1, 2, 3 + 299]
+    assert [m.seq for m in got[3:]] == list(range(302, 302 + len(got) - 3))  # consecutive again after it
     assert [m.t_ns for m in got[:4]] == [0, 1_000_000, 2_000_000, 10_000_000_000]
     assert h.node.delays == [0.5, 1.0]
     assert flaky.closed and h.factory.calls == 3
@@ -372,6 +374,16 @@ def test_constructor_checks():
                       ({"backoff": ()}, "back-off"), ({"clock": "sundial"}, "clock")]:
         with pytest.raises(NodeError, match=match):
             CameraNode(CAM, Factory(), **kw)
+
+
+def test_frames_missed_counts_whole_frame_periods():
+    from capture.camera_node import frames_missed
+
+    period = round(1e9 / 30)
+    assert frames_missed(0, period, 30.0) == 0  # the next frame: nothing missed
+    assert frames_missed(0, int(1.4 * period), 30.0) == 0  # jitter is not a gap
+    assert frames_missed(0, 5 * period, 30.0) == 4
+    assert frames_missed(5 * period, 0, 30.0) == 0 and frames_missed(0, 5 * period, 0.0) == 0
 
 
 def test_default_endpoint():
