@@ -33,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from capture_harness import Capture, Window, machine_line, window, write_section  # noqa: E402
+from capture_harness import Capture, Window, window  # noqa: E402
+from docs_section import machine_line, write_section  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FPS = 30.0

@@ -353,33 +353,6 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def machine_line() -> str:
-    import platform
-
-    import numpy as np
-
-    cpu = "x86_64 CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"{cpu}, {os.cpu_count()} cores, no GPU; {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}")
-
-
-def write_section(docs: Path, name: str, section_lines: list[str]) -> None:
-    """Replace the ``<!-- name:begin -->``..``<!-- name:end -->`` section of docs (or append it)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    section = "\n".join([begin, *section_lines, end])
-    text = docs.read_text() if docs.exists() else "# Benchmarks\n\nFigures measured by `make bench`.\n"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    docs.write_text(text)
-
-
 # -- the orchestrator ---------------------------------------------------------------------------------------------
 
 @dataclass

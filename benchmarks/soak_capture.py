@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from capture_harness import Capture, hist_percentile, machine_line, window, write_section  # noqa: E402
+from capture_harness import Capture, hist_percentile, window  # noqa: E402
+from docs_section import machine_line, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
