@@ -86,6 +86,9 @@ def add_record_parser(verbs: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--segment", type=float, default=60.0, metavar="S",
                    help="seconds per video segment (default 60); a crash loses at most the open segment")
     p.add_argument("--cameras", metavar="A,B", help="record only these rig cameras (default all)")
+    p.add_argument("--sync", choices=("timestamp", "index"), default="timestamp",
+                   help="group frames into FrameSets by capture timestamp (default), or by frame index for "
+                        "hardware-triggered rigs")
     p.add_argument("--seed", type=int, default=0, help="simulated cameras: the scene's seed (default 0)")
     p.add_argument("--people", type=int, default=2, help="simulated cameras: performers (default 2)")
     p.add_argument("--format", dest="fmt", choices=("jpeg", "bgr8"), default="jpeg",
@@ -191,7 +194,7 @@ def _plan(args: argparse.Namespace) -> dict:
     return dict(rig=rig, rig_source=str(args.rig), curve=curve, folder=folder, cameras=cameras,
                 duration_s=args.duration, connect=connect, segment_s=args.segment, seed=args.seed,
                 people=args.people, fmt=args.fmt, quality=args.quality, raw_codec=args.raw_codec,
-                notes=args.notes, command=_command_line(args))
+                notes=args.notes, command=_command_line(args), sync=args.sync)
 
 
 def _curve_keys(rig_source: str):
@@ -364,14 +367,15 @@ class _Signals:
 def record_session(*, rig, folder: str | Path, cameras: Sequence[str] | None = None, rig_source: str | None = None,
                    curve=None, duration_s: float | None = None, connect: _Connect | None = None,
                    segment_s: float = 60.0, seed: int = 0, people: int = 2, fmt: str = "jpeg", quality: int = 90,
-                   raw_codec: str = "ffv1", notes: str = "", command: str = "", stop: threading.Event | None = None,
+                   raw_codec: str = "ffv1", notes: str = "", command: str = "", sync: str = "timestamp",
+                   stop: threading.Event | None = None,
                    out: TextIO | None = None, err: TextIO | None = None,
                    status_interval_s: float = STATUS_INTERVAL_S) -> RecordResult:
     """Record ``folder`` from the rig's nodes (started here unless ``connect``) until the duration or ``stop``.
 
     ``stop`` (default a new Event) is also set by SIGINT/SIGTERM when called from the main thread. Prints the
     disk estimate and the summary on ``out``, status lines and warnings on ``err``."""
-    from capture.recorder import Recorder
+    from capture.recorder import RECORDING_DEADLINE_NS, Recorder
     from capture.subscriber import FrameSubscriber
 
     out = out or sys.stdout
@@ -411,9 +415,15 @@ def record_session(*, rig, folder: str | Path, cameras: Sequence[str] | None = N
                 print(f"record: subscribed to {', '.join(dict.fromkeys(connect.endpoints.values()))}",
                       file=err, flush=True)
             offsets = {c.name: c.clock_offset_ns for c in sub_rig if c.clock_offset_ns}
+            syncer = None
+            if sync == "index":  # hardware-triggered: frame i of every camera is the same instant
+                from capture.sync import IndexSync
+
+                syncer = IndexSync(sub_rig.names, fps=sub_rig.fps, offsets_ns=offsets or None,
+                                   deadline_ns=RECORDING_DEADLINE_NS)
             recorder = Recorder(folder, rig, cameras, segment_s=segment_s, duration_s=duration_s,
                                 offsets_ns=offsets or None, raw_codec=raw_codec, quality=quality, notes=notes,
-                                command=command)
+                                command=command, sync=syncer)
             result.reason = _loop(recorder, subscriber, supervisor, stop, cam_set, ignored, err,
                                   status_interval_s)
             if signals.received:
