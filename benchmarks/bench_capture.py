@@ -220,7 +220,7 @@ def tables(results: list[Result]) -> tuple[str, str]:
           "dropped per camera", "latency p50 / p99 (ms)", "of which capture->send / send->recv p99 (ms)",
           "complete sets %", "received MB/s", "disk write MB/s"]
     h2 = ["config", "node CPU % mean / max", "subscriber CPU % (main thread: waiting for a CPU % / idle in recv %)",
-          "all processes (cores of 2)",
+          "all processes (cores of 2)", "rest of the machine (cores, /proc/stat)",
           "node RSS MB mean / max", "subscriber RSS MB (max)", "node fps (published)", "heartbeat fps"]
     t1 = ["| " + " | ".join(h1) + " |", "|" + "---|" * len(h1)]
     t2 = ["| " + " | ".join(h2) + " |", "|" + "---|" * len(h2)]
@@ -245,7 +245,7 @@ def tables(results: list[Result]) -> tuple[str, str]:
         t2.append("| " + " | ".join([
             label, mean_max(ncpu), f"{w.cpu_pct.get('subscriber', float('nan')):.0f} "
                                    f"({100 * w.runq.get('subscriber', 0):.0f} / {100 * (w.recv_wait_frac or 0):.0f})",
-            f"{sum(w.cpu_pct.values()) / 100:.2f}", mean_max(nrss), f"{r.sub_rss_max:.0f}",
+            f"{sum(w.cpu_pct.values()) / 100:.2f}", f"{w.other_cores:.2f}", mean_max(nrss), f"{r.sub_rss_max:.0f}",
             mean_max(nfps, "{:.1f}") if nfps else "-", mean_max(hb, "{:.1f}") if hb else "-"]) + " |")
     return "\n".join(t1), "\n".join(t2)
 
@@ -471,7 +471,10 @@ def write_docs(t1: str, t2: str, notes: list[str], verdict: str, argv: list[str]
         "transport, waiting for the last camera, and the recorder's writes). CPU % is of one core "
         "(utime + stime from /proc/<pid>/stat over the window), RSS from /proc/<pid>/status at the end of the "
         "window; disk write MB/s is the subscriber's `wchar` (/proc/<pid>/io). Node fps (published) is each "
-        "node's own `frames_sent`; heartbeat fps is what the nodes' heartbeats reported.", "",
+        "node's own `frames_sent`; heartbeat fps is what the nodes' heartbeats reported. The latency split uses "
+        "each frame's header `sent_ns` (when the node handed it to ZeroMQ); waiting for a CPU is from "
+        "/proc/<pid>/task/<pid>/schedstat of the subscriber's main thread; the rest of the machine is /proc/stat's "
+        "busy time minus these processes (this script and anything else running).", "",
         t1, "", t2, "", *[f"- {n}" for n in notes], f"- {verdict}"]
     write_section(DOCS, "bench_capture", lines)
 

@@ -309,6 +309,13 @@ def schedstat(pid: int, tid: int | None = None) -> tuple[int, int] | None:
         return None
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds all CPUs of the machine spent busy since boot (/proc/stat: everything but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
 def rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -368,6 +375,7 @@ class Snapshot:
     folder_bytes: int
     disk_free: int
     sched: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # main thread of each process
+    machine_busy: float = 0.0  # CPU-seconds the whole machine has been busy (all processes)
 
 
 @dataclass
@@ -491,7 +499,8 @@ class Capture:
         return Snapshot(time.monotonic(), self.status() or {}, {c: read_json(p) for c, p in self.node_stats.items()},
                         {k: cpu_seconds(p) for k, p in pids.items()}, {k: rss_mb(p) for k, p in pids.items()},
                         wchar(self.sub_proc.pid), folder_bytes(self.session) if self.session.exists() else 0,
-                        shutil.disk_usage(self.tmp).free, {k: schedstat(p) for k, p in pids.items()})
+                        shutil.disk_usage(self.tmp).free, {k: schedstat(p) for k, p in pids.items()},
+                        machine_busy_s())
 
     def prune_segments(self, keep: int) -> int:
         """Delete each camera's closed segments but the last ``keep`` (the newest file is the open one)."""
@@ -577,6 +586,7 @@ class Window:
     add_frac: float | None = None  # share spent in Recorder.add
     runq: dict[str, float] = field(default_factory=dict)  # share of the window each main thread waited for a CPU
     oncpu: dict[str, float] = field(default_factory=dict)  # share of the window each main thread ran
+    other_cores: float = 0.0  # CPU the rest of the machine used during the window (not these processes)
     late: int = 0  # frames the syncer counted late (their set had gone out without them): still recorded
     growth_mb_s: float = 0.0  # RSS of all processes, change per second over the window (set by the caller)
     peak_mb: float = 0.0  # the most all processes held at once (set by the caller)
@@ -615,7 +625,8 @@ def window(a: Snapshot, b: Snapshot, final_nodes: dict | None = None, fps: float
     if a.sub_wchar is not None and b.sub_wchar is not None:
         disk = (b.sub_wchar - a.sub_wchar) / wall / 1e6
     bytes_in = sum(sb["bytes_in"][c] - sa["bytes_in"][c] for c in cams)
-    extra = {"runq": {}, "oncpu": {}}
+    extra = {"runq": {}, "oncpu": {},
+             "other_cores": max(0.0, (b.machine_busy - a.machine_busy) / wall - sum(cpu.values()) / 100)}
     for k, x in b.sched.items():
         y = a.sched.get(k)
         if x and y:

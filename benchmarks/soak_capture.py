@@ -199,7 +199,16 @@ def main(argv: list[str] | None = None) -> int:
             wr.writeheader()
             wr.writerows(rows)
     if args.docs:
-        shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--docs"]
+        given = list(argv if argv is not None else sys.argv[1:])
+        shown = []  # the command as documented: without --docs and the local --csv / --plot / --workdir paths
+        skip = False
+        for a in given:
+            if skip:
+                skip = False
+            elif a in ("--csv", "--plot", "--workdir"):
+                skip = True
+            elif a != "--docs" and not a.startswith(("--csv=", "--plot=", "--workdir=")):
+                shown.append(a)
         lines = [
             "## Capture soak: 4 x 720p x 30 fps JPEG recorded for a long time", "",
             "Command: `" + " ".join([".venv/bin/python benchmarks/soak_capture.py", *shown]) + "` (not part of "
