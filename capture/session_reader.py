@@ -328,31 +328,13 @@ class SessionVideo:
         except (av.error.FFmpegError, IndexError, OSError) as exc:
             raise _Unreadable(f"does not open as a video ({exc}); the segment is corrupt") from None
         try:
-            k = 0
             if stream.codec_context.name == "mjpeg":
-                packets = container.demux(stream)
-                while True:
-                    try:
-                        packet = next(packets)
-                    except StopIteration:
-                        return
-                    except av.error.FFmpegError as exc:
-                        raise _Unreadable(f"stops reading after {k} frame(s) ({exc})") from None
-                    if packet.size:
-                        yield k, bytes(packet)
-                        k += 1
+                packets = (bytes(p) for p in _until_unreadable(container.demux(stream), "reading") if p.size)
+                yield from enumerate(packets)
             else:
                 fmt = "gray" if stream.codec_context.pix_fmt and "gray" in stream.codec_context.pix_fmt else "bgr24"
-                frames = container.decode(stream)
-                while True:
-                    try:
-                        frame = next(frames)
-                    except StopIteration:
-                        return
-                    except av.error.FFmpegError as exc:
-                        raise _Unreadable(f"stops decoding after {k} frame(s) ({exc})") from None
-                    yield k, frame.to_ndarray(format=fmt)
-                    k += 1
+                frames = _until_unreadable(container.decode(stream), "decoding")
+                yield from enumerate(f.to_ndarray(format=fmt) for f in frames)
         finally:
             container.close()
 
@@ -463,3 +445,19 @@ class SessionVideo:
 
 class _Unreadable(Exception):
     """A segment that does not open or stops reading (internal: turned into a SessionWarning or SessionError)."""
+
+
+def _until_unreadable(items, doing: str):
+    """Items of a PyAV iterator; an FFmpeg error mid-stream becomes _Unreadable saying how far it got."""
+    import av
+
+    k = 0
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            raise _Unreadable(f"stops {doing} after {k} frame(s) ({exc})") from None
+        k += 1
+        yield item
