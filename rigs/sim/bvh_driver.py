@@ -219,9 +219,8 @@ def bvh_performers(
         f"simulated from BVH {Path(path).name} ({unit} units, skeleton {bvh_height:.2f} m, "
         f"{1 / motion.frame_time:.0f} Hz resampled to {fps:g} fps)"
     )
-    return SimulatedPerformers(
-        joints=points[:, :, : body.NUM_JOINTS],
-        landmarks=points[:, :, body.NUM_JOINTS :],
+    return SimulatedPerformers.from_points(
+        points,
         local_rotations=rotations,
         root_translation=root,
         heights=heights,

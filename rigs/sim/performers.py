@@ -97,6 +97,11 @@ class SimulatedPerformers:
             raise KeyError(f"the simulated body has no point {missing[0]!r}")
         return self.points[:, :, [where[n] for n in names]]
 
+    @classmethod
+    def from_points(cls, points: np.ndarray, **fields) -> SimulatedPerformers:
+        """A record from the body's forward-kinematics points [T, P, N, 3] (SMPL-24 joints, then landmarks)."""
+        return cls(joints=points[:, :, : body.NUM_JOINTS], landmarks=points[:, :, body.NUM_JOINTS :], **fields)
+
     def capsules(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Body volumes: capsule ends a, b [T, P, K, 3] and radii [P, K] (``body.body_capsules``)."""
         return body.body_capsules(self.points, self.heights, self.girths)
@@ -205,9 +210,8 @@ def performers_from_rotations(
     points[..., 2] += dz[..., None]
     root[..., 2] = dz
     t_ns = np.round(np.arange(T) * (1e9 / fps)).astype(np.int64)
-    return SimulatedPerformers(
-        joints=points[:, :, : body.NUM_JOINTS],
-        landmarks=points[:, :, body.NUM_JOINTS :],
+    return SimulatedPerformers.from_points(
+        points,
         local_rotations=rotations,
         root_translation=root,
         heights=heights,
