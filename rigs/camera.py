@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rigs import projection
+from rigs.board import Board
 
 MODELS = ("pinhole", "fisheye")
 CLOCKS = ("monotonic", "ptp", "ntp")
@@ -211,7 +212,8 @@ def look_at(name: str, eye, target, width: int, height: int, hfov_deg: float, up
 
 @dataclass(frozen=True, eq=False)
 class Rig:
-    """An ordered set of uniquely named cameras in one world frame, with a name and a clock."""
+    """An ordered set of uniquely named cameras in one world frame, with a name, a clock and the
+    calibration board it was calibrated with (if any)."""
 
     cameras: tuple[Camera, ...]
     name: str = "rig"
@@ -220,6 +222,7 @@ class Rig:
     clock: str = "monotonic"
     simulated: bool = False
     description: str = ""
+    board: Board | None = None
 
     def __post_init__(self) -> None:
         cams = tuple(self.cameras)
@@ -261,7 +264,7 @@ class Rig:
     __hash__ = None
 
     def isclose(self, other: Rig, atol: float = 1e-9) -> bool:
-        meta = ("name", "units", "up", "clock", "simulated", "description")
+        meta = ("name", "units", "up", "clock", "simulated", "description", "board")
         return (all(getattr(self, m) == getattr(other, m) for m in meta) and len(self) == len(other)
                 and all(a.isclose(b, atol) for a, b in zip(self, other, strict=True)))
 

@@ -1,7 +1,8 @@
 """Our own rig file, ``rig.toml``: the one format that keeps everything a ``Rig`` holds.
 
-Layout: a ``[rig]`` table (name, ``units = "m"``, up, clock, simulated, description) and one
-``[[camera]]`` table per camera (name, model, source, width, height, fps, K, dist, R, t, endpoint).
+Layout: a ``[rig]`` table (name, ``units = "m"``, up, clock, simulated, description), an optional
+``[board]`` table (the calibration board, see ``rigs.board``) and one ``[[camera]]`` table per camera
+(name, model, source, width, height, fps, K, dist, R, t, endpoint).
 
 Geometry: lengths in metres, pixels for K; extrinsics map world to camera, ``x_cam = R @ x_world + t``,
 camera axes x right, y down, z forward; pixel (0, 0) is the centre of the top-left pixel; ``dist`` is
@@ -19,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from rigs.board import Board, BoardError
 from rigs.camera import Camera, Rig, RigError
 from rigs.formats import fields, toml_text
 
@@ -53,12 +55,15 @@ def to_text(rig: Rig) -> str:
     head += ("Rig file (mocap): lengths in metres, K in pixels, x_cam = R @ x_world + t,\n"
              "dist = OpenCV (k1, k2, p1, p2[, k3...]); pixel (0, 0) is the centre of the top-left pixel.")
     parts = [toml_text.comment(head) + toml_text.table("[rig]", data["rig"].items())]
+    if "board" in data:
+        parts.append(toml_text.table("[board]", data["board"].items()))
     parts += [toml_text.table("[[camera]]", cam.items()) for cam in data["camera"]]
     return "\n".join(parts)
 
 
 def to_dict(rig: Rig) -> dict[str, Any]:
-    """{"rig": {...}, "camera": [{...}, ...]} with plain Python values (fps and endpoint only when set)."""
+    """{"rig": {...}, "board": {...}, "camera": [{...}, ...]} with plain Python values (board, fps and
+    endpoint only when set)."""
     meta = {k: getattr(rig, k) for k in RIG_KEYS}
     cams = []
     for c in rig:
@@ -71,7 +76,10 @@ def to_dict(rig: Rig) -> dict[str, Any]:
         if c.clock_offset_ns:
             cam["clock_offset_ns"] = c.clock_offset_ns
         cams.append(cam)
-    return {"rig": meta, "camera": cams}
+    out = {"rig": meta, "camera": cams}
+    if rig.board is not None:
+        out["board"] = rig.board.to_table()
+    return out
 
 
 def from_dict(data: dict, path: str | Path = "<rig>") -> Rig:
@@ -93,8 +101,16 @@ def from_dict(data: dict, path: str | Path = "<rig>") -> Rig:
         "clock": fields.text(meta.get("clock", "monotonic"), at, "clock"),
         "simulated": fields.flag(meta.get("simulated", False), at, "simulated"),
         "description": fields.text(meta.get("description", ""), at, "description"),
+        "board": None if data.get("board") is None else _board(data["board"], path),
     }
     return fields.rig(path, cameras, **kwargs)
+
+
+def _board(table: Any, path: str | Path) -> Board:
+    try:
+        return Board.from_table(table, f"{path}: [board]")
+    except BoardError as e:
+        raise RigError(str(e)) from None
 
 
 def _camera(table: Any, index: int, path: str | Path) -> Camera:

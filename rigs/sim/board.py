@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from rigs.board import Board
 from rigs.camera import Camera
 from rigs.sim import body
 
@@ -48,6 +49,11 @@ class SimulatedBoard:
     def size(self) -> tuple[float, float]:
         """(width, height) of the squared area, metres."""
         return self.cols * self.square, self.rows * self.square
+
+    @property
+    def spec(self) -> Board:
+        """The printed board as calibration reads it (the margin is not part of the spec)."""
+        return Board("charuco", self.cols, self.rows, self.square, self.marker, self.dictionary, self.inverted)
 
     def cv_board(self) -> cv2.aruco.CharucoBoard:
         """The matching OpenCV board (for detection and calibration)."""
