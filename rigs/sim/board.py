@@ -120,7 +120,9 @@ class SimulatedBoardPose:
         return -self.R[:, 2]
 
 
-def _pose_centred(board: SimulatedBoard, R: np.ndarray, centre: np.ndarray, on_floor: bool) -> SimulatedBoardPose:
+def board_centred_at(board: SimulatedBoard, R: np.ndarray, centre: np.ndarray, on_floor: bool = False
+                     ) -> SimulatedBoardPose:
+    """The board with axes ``R`` (columns: board x, y, z in the world) and its centre at ``centre``."""
     w, h = board.size
     return SimulatedBoardPose(board, R, np.asarray(centre, float) - R @ np.array([w / 2, h / 2, 0.0]), on_floor)
 
@@ -129,7 +131,7 @@ def board_on_floor(board: SimulatedBoard, xy=(0.0, 0.0), yaw: float = 0.0) -> Si
     """The board lying face up on the floor, centred at ``xy``, its x axis at ``yaw`` rad from world +X."""
     c, s = np.cos(yaw), np.sin(yaw)
     R = np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])  # columns: x, y, z (down into the floor)
-    return _pose_centred(board, R, np.array([xy[0], xy[1], 0.001]), on_floor=True)
+    return board_centred_at(board, R, np.array([xy[0], xy[1], 0.001]), on_floor=True)
 
 
 def board_held(board: SimulatedBoard, performers, person: int, frame: int, reach: float = 0.32,
@@ -141,7 +143,7 @@ def board_held(board: SimulatedBoard, performers, person: int, frame: int, reach
     fwd, left, up = G[_SPINE3].T  # joint frames are world-aligned at rest: forward +X, left +Y, up +Z
     R = np.stack([left, -up, -fwd], axis=1)  # board x to the performer's left, y down, face forward
     centre = performers.joints[frame, person, _SPINE3] + reach * fwd - drop * up
-    return _pose_centred(board, R, centre, on_floor=False)
+    return board_centred_at(board, R, centre, on_floor=False)
 
 
 def faces_camera(camera: Camera, pose: SimulatedBoardPose) -> bool:
