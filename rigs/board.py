@@ -59,9 +59,9 @@ class Board:
             raise BoardError(f"{where}: COLSxROWS counts {what} and needs at least {least}x{least}, "
                              f"got {self.cols}x{self.rows}")
         if not 0 < self.square <= _MAX_SQUARE:
-            raise BoardError(f"{where}: square must be in metres, 0 < square <= {_MAX_SQUARE}, got {self.square:g}"
-                             + (f"; {self.square:g} mm is {self.square / 1000:g} m, {self.square:g} cm is {self.square / 100:g} m"
-                                if self.square > _MAX_SQUARE else ""))
+            s = self.square
+            hint = f"; {s:g} mm is {s / 1000:g} m, {s:g} cm is {s / 100:g} m" if s > _MAX_SQUARE else ""
+            raise BoardError(f"{where}: square must be in metres, 0 < square <= {_MAX_SQUARE}, got {s:g}{hint}")
         if self.kind == "charuco":
             if not 0 < self.marker < self.square:
                 raise BoardError(f"{where}: the marker must be smaller than its square (both in metres), "
