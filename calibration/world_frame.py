@@ -108,7 +108,13 @@ def floor_world(feet: np.ndarray, rig: Rig, offset: float | np.ndarray = 0.0,
     if (side * np.sign(np.median(side)) < 0).all():
         raise CalibrationError("floor: every camera is below the fitted floor; the foot positions do not come "
                                "from a floor under the cameras")
-    height = d - np.median(offset[inliers])  # the floor: the feet's plane lowered by how high they sit
+    if np.ptp(offset) > 0:  # points at different heights (ankles and soles): lower each onto the floor, refit
+        normal, d, inliers = fit_plane(feet - offset[:, None] * normal, threshold)
+        if np.median((rig.centers - np.median(feet[inliers], axis=0)) @ normal) < 0:
+            normal, d = -normal, -d
+        height = d
+    else:
+        height = d - offset[0]  # the floor: the feet's plane lowered by how high they sit
     z = normal
     view = rig[0].viewing_direction
     x = view - (view @ z) * z

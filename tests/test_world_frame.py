@@ -52,6 +52,19 @@ def test_floor_from_feet_puts_feet_on_z0_and_cameras_above():
     assert np.allclose(W.apply(scrambled.centers)[:, 2] / T.scale, rig.centers[:, 2], atol=0.01)
 
 
+def test_ankles_and_soles_together_give_a_level_floor():
+    rig = load_rig("studio-8")
+    rng = np.random.default_rng(2)
+    n = 400
+    xy = np.column_stack([rng.uniform(-1.5, 1.5, n), rng.uniform(-1.5, 1.5, n)])
+    offset = np.where(np.arange(n) % 2 == 0, 0.08, 0.0)  # ankles 8 cm up, soles on the floor
+    offset[xy[:, 0] > 0] = 0.08  # all ankles on one side: a naive fit would tilt
+    feet = np.column_stack([xy, offset + rng.normal(0, 0.003, n)])
+    W = floor_world(feet, rig, offset=offset)
+    assert np.allclose(W.R[2], [0, 0, 1], atol=0.002)  # level to about 0.1 degree
+    assert np.median(np.abs(W.apply(feet)[:, 2] - offset)) < 0.004
+
+
 def test_feet_on_a_line_are_refused_with_the_fix():
     rig = load_rig("studio-4")
     x = np.linspace(-1, 1, 50)
