@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from docs_section import machine_line, write_section  # noqa: E402
+from docs_section import machine_line, report, write_section  # noqa: E402
 
 from rigs.camera import Rig, look_at  # noqa: E402
 from rigs.triangulate import triangulate, triangulate_robust  # noqa: E402
@@ -235,15 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     subset = min(args.subset, args.frames)
     table, notes = run(args.frames, subset, args.seed)
-    print("## Triangulation (synthetic: 1 person x 17 joints, 8 cameras, 2 px noise, 10 % outliers)\n")
-    print(table)
-    print()
-    print("\n".join(notes))
-    if args.docs:
-        shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--docs"]
-        write_docs(table, notes, shown)
-        print(f"wrote {DOCS}")
-    return 0
+    title = "Triangulation (synthetic: 1 person x 17 joints, 8 cameras, 2 px noise, 10 % outliers)"
+    return report(title, table, notes, argv, write_docs if args.docs else None)
 
 
 if __name__ == "__main__":

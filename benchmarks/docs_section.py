@@ -32,3 +32,18 @@ def write_section(docs: Path, name: str, section_lines: list[str]) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     docs.write_text(text)
+
+
+def report(title: str, table: str, notes: list[str], argv: list[str] | None, write_docs=None) -> int:
+    """Print a benchmark's table and notes; with ``write_docs(table, notes, shown_argv)`` also record them
+    in docs/benchmarks.md (``shown_argv``: the command's arguments without ``--docs``)."""
+    import sys
+
+    print(f"## {title}\n")
+    print(table)
+    print()
+    print("\n".join(notes))
+    if write_docs is not None:
+        write_docs(table, notes, [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--docs"])
+        print("wrote docs/benchmarks.md")
+    return 0

@@ -1,5 +1,8 @@
 """2D keypoint files: OpenPose JSON folders, COCO results JSON, and our ``keypoints2d/<camera>.npz``.
 
+``read_keypoints_dir`` reads one such file or folder per camera of a rig from a folder holding them all,
+matching entries to camera names loosely (``cam01_json`` is camera ``cam_01``).
+
 Every reader returns a ``Keypoints2DSequence``: keypoints ``float32 [T, P, J, 3]`` = (x, y, score),
 people padded to the most seen in any frame, missing joints and empty slots as NaN coordinates with
 score 0 (the formats' own 0, 0, 0 becomes that on reading and goes back to 0, 0, 0 on writing).
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,3 +315,88 @@ def write_keypoints_npz(path: str | Path, keypoints: np.ndarray, t_ns: np.ndarra
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
     return path
+
+
+# ---------------------------------------------------------------- one folder, every camera
+
+KEYPOINT_FORMATS = ("openpose", "npz", "coco")
+_LAYOUTS = {
+    "openpose": "one sub-folder of OpenPose JSON files per camera, named after it ('<camera>/' or '<camera>_json/')",
+    "npz": "'keypoints2d/<camera>.npz' or '<camera>.npz' per camera",
+    "coco": "one COCO results file '<camera>.json' per camera",
+}
+
+
+def normalized_camera_name(name: str) -> str:
+    """A camera or file name reduced for matching: lowercase, without '_json' and non-alphanumerics
+    (``cam01_json``, ``Cam_01`` and ``cam-01`` are all ``cam01``)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("_json", ""))
+
+
+def _entries(folder: Path, fmt: str) -> dict[str, Path]:
+    """The per-camera entries of a keypoints folder in format fmt, by their stem (folder or file name)."""
+    if fmt == "openpose":
+        return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.json"))}
+    if fmt == "npz":
+        inner = folder / "keypoints2d"
+        where = inner if inner.is_dir() and any(inner.glob("*.npz")) else folder
+        return {p.stem: p for p in sorted(where.glob("*.npz"))}
+    return {p.stem: p for p in sorted(folder.glob("*.json"))}
+
+
+def _match_cameras(entries: dict[str, Path], camera_names: Sequence[str], folder: Path,
+                   fmt: str) -> dict[str, Path]:
+    """Camera name -> entry, by normalised name, else by sorted order when the counts agree (warned)."""
+    by_norm: dict[str, list[str]] = {}
+    for stem in entries:
+        by_norm.setdefault(normalized_camera_name(stem), []).append(stem)
+    found = ", ".join(entries) or "nothing"
+    matched = {}
+    for cam in camera_names:
+        stems = by_norm.get(normalized_camera_name(cam), [])
+        if len(stems) > 1:
+            raise KeypointFileError(f"{folder}: {', '.join(stems)} all match camera {cam!r}; keep one {fmt} entry "
+                                    f"per camera ({_LAYOUTS[fmt]})")
+        if stems:
+            matched[cam] = entries[stems[0]]
+    if len(matched) == len(camera_names):
+        return matched
+    if len(entries) == len(camera_names) and camera_names:
+        pairs = dict(zip(sorted(camera_names), sorted(entries), strict=True))
+        warnings.warn(f"{folder}: the {fmt} entries ({found}) do not match the rig's camera names "
+                      f"({', '.join(camera_names)}); matched them in sorted order: "
+                      + ", ".join(f"{c} <- {e}" for c, e in pairs.items()), stacklevel=3)
+        return {cam: entries[pairs[cam]] for cam in camera_names}
+    lacking = [c for c in camera_names if c not in matched]
+    raise KeypointFileError(f"{folder}: no {fmt} keypoints for camera(s) {', '.join(lacking)}; found {found}; "
+                            f"expected {_LAYOUTS[fmt]}")
+
+
+def read_keypoints_dir(folder: str | Path, camera_names: Sequence[str], fmt: str = "openpose",
+                       skeleton: str | None = None) -> dict[str, Keypoints2DSequence]:
+    """Every camera's 2D keypoints from one folder (layouts: ``_LAYOUTS``), keyed by the rig's camera names.
+
+    Entries match cameras by ``normalized_camera_name``; when none match but there are as many entries as
+    cameras, they are matched in sorted order with a warning. ``skeleton`` names the layout where the
+    joint count alone does not (BODY_25B has 25 points like BODY_25).
+    """
+    folder = Path(folder)
+    if fmt not in KEYPOINT_FORMATS:
+        raise KeypointFileError(f"unknown keypoint format {fmt!r}; use one of {', '.join(KEYPOINT_FORMATS)}")
+    if not folder.is_dir():
+        raise KeypointFileError(f"{folder}: not a folder; pass the folder holding {_LAYOUTS[fmt]}")
+    entries = _entries(folder, fmt)
+    matched = _match_cameras(entries, list(camera_names), folder, fmt)
+    out = {}
+    for cam, path in matched.items():
+        if fmt == "openpose":
+            out[cam] = read_openpose_folder(path, skeleton)
+        elif fmt == "coco":
+            out[cam] = read_coco_results(path, skeleton)
+        else:
+            seq = read_keypoints_npz(path)
+            if skeleton is not None and get_skeleton(skeleton).name != seq.skeleton:
+                raise KeypointFileError(f"{path}: holds {seq.skeleton} keypoints, not {get_skeleton(skeleton).name}; "
+                                        f"drop --skeleton or name the skeleton the file was written with")
+            out[cam] = seq
+    return out

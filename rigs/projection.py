@@ -59,7 +59,9 @@ def _pad_dist(dist: Array, n: int, ref: Array) -> Array:
 
 # --- pinhole (rational) model ------------------------------------------------------------------
 
-def _rational_terms(x: Array, y: Array, d: Array):
+def rational_terms(x: Array, y: Array, d: Array):
+    """OpenCV's rational model at normalised (x, y) with coefficients d[0..7] (each a scalar or an array
+    broadcasting with x): distorted (xd, yd) and the terms derivatives need (r2, num, den, a = num/den)."""
     k1, k2, p1, p2, k3, k4, k5, k6 = (d[i] for i in range(8))
     r2 = x * x + y * y
     num = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
@@ -73,7 +75,7 @@ def _rational_terms(x: Array, y: Array, d: Array):
 def distort_pinhole(xy: Array, dist: Array) -> Array:
     """Normalised undistorted coordinates [..., 2] -> distorted ones, OpenCV rational model."""
     d = _pad_dist(dist, 8, xy)
-    xd, yd, *_ = _rational_terms(xy[..., 0], xy[..., 1], d)
+    xd, yd, *_ = rational_terms(xy[..., 0], xy[..., 1], d)
     return _xp(xy).stack([xd, yd], -1)
 
 
@@ -85,7 +87,7 @@ def undistort_pinhole(xy_d: Array, dist: Array, steps: int = _NEWTON_STEPS) -> A
     xt, yt = xy_d[..., 0], xy_d[..., 1]
     x, y = xt, yt
     for _ in range(steps):
-        xd, yd, r2, num, den, a = _rational_terms(x, y, d)
+        xd, yd, r2, num, den, a = rational_terms(x, y, d)
         dnum = k1 + r2 * (2 * k2 + 3 * k3 * r2)
         dden = k4 + r2 * (2 * k5 + 3 * k6 * r2)
         da = (dnum * den - num * dden) / (den * den)  # d a / d r2

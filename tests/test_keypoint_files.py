@@ -12,7 +12,9 @@ from rigs.keypoint_files import (
     KeypointFileError,
     Keypoints2DSequence,
     frame_number,
+    normalized_camera_name,
     read_coco_results,
+    read_keypoints_dir,
     read_keypoints_npz,
     read_openpose_folder,
     write_coco_results,
@@ -272,3 +274,81 @@ def test_sequence_record_is_read_only_and_validated():
         Keypoints2DSequence(kp[0], np.arange(3), "coco17")
     with pytest.raises(KeypointFileError, match="frame_indices"):
         Keypoints2DSequence(kp, np.arange(3), "coco17")
+
+
+# ---------------------------------------------------------------- read_keypoints_dir: every camera of a rig
+
+QUALISYS = DATA / "perfanalytics+pose2sim/Pose2Sim/S00_Demo_Session/S00_Calibration/Calib_qualisys.toml"
+
+
+@pytest.mark.parametrize("name, norm", [("cam01_json", "cam01"), ("cam_01", "cam01"), ("Cam-01", "cam01"),
+                                        ("left view", "leftview"), ("cam3", "cam3")])
+def test_camera_names_are_matched_loosely(name, norm):
+    assert normalized_camera_name(name) == norm
+
+
+def test_read_real_pose2sim_pose_folder_for_the_qualisys_rig():
+    """Pose2Sim's ``camXX_json`` folders belong to the calibration's cameras ``cam_XX``."""
+    _real_folder("cam01")
+    from rigs.formats import load_rig
+
+    names = load_rig(QUALISYS).names
+    assert names == ("cam_01", "cam_02", "cam_03", "cam_04")
+    kp = read_keypoints_dir(POSE, names, "openpose", "body25b")
+    assert list(kp) == list(names)
+    assert {s.skeleton for s in kp.values()} == {"body25b"}
+    assert kp["cam_01"].keypoints.shape == (100, 3, 25, 3) and kp["cam_04"].keypoints.shape == (100, 1, 25, 3)
+    assert _same(kp["cam_03"].keypoints, read_openpose_folder(POSE / "cam03_json", "body25b").keypoints)
+
+
+def _openpose_dirs(root, names, t=2):
+    rng = np.random.default_rng(0)
+    for name in names:
+        write_openpose_folder(root / name, _random_keypoints(rng, t=t, p=1, j=25), prefix=f"{name}_", digits=6)
+
+
+def test_openpose_dir_matches_by_sorted_order_with_a_warning(tmp_path):
+    _openpose_dirs(tmp_path, ["left_json", "right_json"])
+    (tmp_path / "truth").mkdir()  # folders without JSON files are not cameras
+    (tmp_path / "truth" / "poses3d.npz").write_bytes(b"")
+    with pytest.warns(UserWarning, match="sorted order: camA <- left_json, camB <- right_json"):
+        kp = read_keypoints_dir(tmp_path, ["camB", "camA"])
+    assert _same(kp["camA"].keypoints, read_openpose_folder(tmp_path / "left_json").keypoints)
+    assert _same(kp["camB"].keypoints, read_openpose_folder(tmp_path / "right_json").keypoints)
+
+
+def test_openpose_dir_names_what_is_missing(tmp_path):
+    _openpose_dirs(tmp_path, ["cam0", "cam1"])
+    with pytest.raises(KeypointFileError, match=r"no openpose keypoints for camera\(s\) cam7; found cam0, cam1; "
+                                                r"expected one sub-folder of OpenPose JSON files per camera"):
+        read_keypoints_dir(tmp_path, ["cam0", "cam1", "cam7"])
+    with pytest.raises(KeypointFileError, match="not a folder"):
+        read_keypoints_dir(tmp_path / "nowhere", ["cam0"])
+    with pytest.raises(KeypointFileError, match="unknown keypoint format 'bvh'"):
+        read_keypoints_dir(tmp_path, ["cam0"], "bvh")
+    _openpose_dirs(tmp_path, ["cam_0"])
+    with pytest.raises(KeypointFileError, match="cam0, cam_0 all match camera 'cam0'"):
+        read_keypoints_dir(tmp_path, ["cam0", "cam1"])
+
+
+def test_npz_dir_reads_keypoints2d_subfolder_or_the_folder_itself(tmp_path):
+    rng = np.random.default_rng(3)
+    kp = {n: _random_keypoints(rng, t=3, p=2, j=17) for n in ("cam0", "cam1")}
+    for n, arr in kp.items():
+        write_keypoints_npz(tmp_path / "session" / "keypoints2d" / f"{n}.npz", arr, np.arange(3), "coco17")
+        write_keypoints_npz(tmp_path / "flat" / f"{n}.npz", arr, np.arange(3), "coco17")
+    for where in ("session", "flat"):
+        out = read_keypoints_dir(tmp_path / where, ["cam1", "cam0"], "npz")
+        assert list(out) == ["cam1", "cam0"]
+        assert all(_same(out[n].keypoints, kp[n]) for n in kp)
+    with pytest.raises(KeypointFileError, match="holds coco17 keypoints, not h36m17"):
+        read_keypoints_dir(tmp_path / "flat", ["cam0", "cam1"], "npz", skeleton="h36m17")
+
+
+def test_coco_dir_reads_one_results_file_per_camera(tmp_path):
+    rng = np.random.default_rng(4)
+    kp = {n: _random_keypoints(rng, t=3, p=1, j=17, empty=0.0) for n in ("cam_0", "cam_1")}
+    for n, arr in kp.items():
+        write_coco_results(tmp_path / f"{n.replace('_', '')}.json", arr)
+    out = read_keypoints_dir(tmp_path, ["cam_0", "cam_1"], "coco")
+    assert all(_same(out[n].keypoints, kp[n]) for n in kp)

@@ -2,6 +2,8 @@
 
 * ``board_in_front_of``: intrinsics capture for one camera: the board held 0.6-2 m in front of it,
   swept over the whole image and tilted up to about 45 degrees each way, as a lab guide tells people to.
+* ``board_scattered``: independent random poses through the studio (each frame anywhere within ``radius``
+  of the middle, facing anywhere), for tests and benchmarks that need many unrelated views.
 * ``board_waved``: extrinsics capture for a rig: the board lies on the floor at the studio's origin for
   the first frames, then is carried around the capture volume at chest height on a smooth path, turning
   slowly so every camera sees its face in turn. No performer is drawn holding it.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rigs.camera import Camera
+from rigs.camera import Camera, look_at_rotation
 from rigs.rotations import rotvec_to_matrix
 from rigs.sim.board import SimulatedBoard, SimulatedBoardPose, board_centred_at, board_on_floor
 
@@ -40,6 +42,24 @@ def board_in_front_of(camera: Camera, board: SimulatedBoard, count: int, seed: i
         centre_world = camera.R.T @ (centre_cam - camera.t)
         poses.append(board_centred_at(board, R_world, centre_world, on_floor=False))
     return poses
+
+
+def board_scattered(board: SimulatedBoard, count: int, rng: np.random.Generator, radius: float = 2.0
+                    ) -> list[SimulatedBoardPose]:
+    """``count`` independent board poses: centre within ``radius`` m of the middle at 0.8-1.8 m, facing
+    any direction within 20 degrees of horizontal, rolled up to 20 degrees."""
+    w, h = board.size
+    out = []
+    for _ in range(count):
+        r, a = radius * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+        centre = np.array([r * np.cos(a), r * np.sin(a), rng.uniform(0.8, 1.8)])
+        az = rng.uniform(0, 2 * np.pi)
+        normal = np.array([np.cos(az), np.sin(az), rng.uniform(-0.35, 0.35)])
+        roll = rng.uniform(-0.35, 0.35)
+        c, s = np.cos(roll), np.sin(roll)
+        R = look_at_rotation(centre, centre - normal).T @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        out.append(SimulatedBoardPose(board, R, centre - R @ np.array([w / 2, h / 2, 0])))
+    return out
 
 
 def board_waved(board: SimulatedBoard, num_frames: int, floor_frames: int = 10, area: float = 1.5,

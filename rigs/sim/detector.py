@@ -38,6 +38,7 @@ class SimulatedDetectorParams:
     score_range: tuple[float, float] = (0.5, 0.95)  # visible joints; noisier ones score lower
     ghost_score_range: tuple[float, float] = (0.2, 0.6)
     min_visible_joints: int = 3  # fewer joints in view: the person is not detected
+    gross_outlier_rate: float = 0.0  # a reported joint moved to a random pixel of the image (score kept)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -167,6 +168,12 @@ def simulate_detections(
     real = np.where(keep[..., None], real, np.array([np.nan, np.nan, 0.0]))
     swapped = detected & (u_swap < params.swap_rate) & bool(sk.left_right)
     real = np.where(swapped[..., None, None], real[..., sk.flip_indices(), :], real)
+    if params.gross_outlier_rate > 0:  # drawn from their own stream: the draws above stay as they were
+        orng = np.random.default_rng((params.seed, 1))
+        bad = keep & (orng.random(shape) < params.gross_outlier_rate)
+        size = np.array([[c.width, c.height] for c in rig], float)[:, None, None, None, :]
+        anywhere = orng.random(shape + (2,)) * size
+        real[..., :2] = np.where(bad[..., None], anywhere, real[..., :2])
 
     ghost_keep = ghost_in & (u_ghost_miss >= params.miss_rate)
     ghost_present = (np.arange(G) < n_ghosts[..., None]) & (ghost_keep.sum(-1) >= params.min_visible_joints)
