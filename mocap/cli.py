@@ -66,6 +66,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from capture.record_command import add_record_parser
 
     add_record_parser(verbs)  # `mocap record --rig RIG --out SESSION [--duration S] [--connect ENDPOINT ...]`
+    from mocap.calibrate_commands import add_calibrate_parser
+
+    add_calibrate_parser(verbs)  # `mocap calibrate board|intrinsics|extrinsics|people|refine ...`
     return p
 
 
@@ -116,6 +119,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.replay_run(args)
     if args.verb == "record":
         return args.func(args)
+    if args.verb == "calibrate":
+        return args.func(args, console)
     raise AssertionError(args.verb)
 
 
