@@ -46,6 +46,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aniposelib_peer import aniposelib_group  # noqa: E402
 from docs_section import machine_line, report, write_section  # noqa: E402
 
 from calibration.board_detection import BoardView  # noqa: E402
@@ -146,14 +147,6 @@ def anipose_inputs(rig: Rig, views: list[BoardView], poses: BoardPoses, board_po
     good = np.isfinite(imgp[..., 0]).sum(0) >= 2
     extra = {"objp": objp[good], "ids": ids[good], "rvecs": rvecs[:, good], "tvecs": tvecs[:, good]}
     return imgp[:, good], extra
-
-
-def aniposelib_group(rig: Rig):
-    from aniposelib.cameras import Camera as ACamera
-    from aniposelib.cameras import CameraGroup
-
-    return CameraGroup([ACamera(name=c.name, size=(c.width, c.height), matrix=c.K, dist=c.dist,
-                                rvec=cv2.Rodrigues(c.R)[0].ravel(), tvec=c.t) for c in rig])
 
 
 def from_group(group, like: Rig) -> Rig:

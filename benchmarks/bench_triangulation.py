@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aniposelib_peer import aniposelib_group  # noqa: E402
 from docs_section import machine_line, report, write_section  # noqa: E402
 
 from rigs.camera import Rig, look_at  # noqa: E402
@@ -94,15 +94,6 @@ def make_detections(rng: np.random.Generator, rig: Rig, truth: np.ndarray, noise
     kp = np.concatenate([pix, score[..., None]], -1)
     kp[~inside] = [np.nan, np.nan, 0.0]
     return kp.astype(np.float32), bad
-
-
-def aniposelib_group(rig: Rig):
-    """The same cameras as an aniposelib CameraGroup (rvec = Rodrigues(R), tvec = t, K, dist, size)."""
-    from aniposelib.cameras import Camera as ACamera
-    from aniposelib.cameras import CameraGroup
-
-    return CameraGroup([ACamera(name=c.name, size=(c.width, c.height), matrix=c.K, dist=c.dist,
-                                rvec=cv2.Rodrigues(c.R)[0].ravel(), tvec=c.t) for c in rig])
 
 
 @dataclass(frozen=True)
