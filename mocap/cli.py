@@ -69,6 +69,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from mocap.calibrate_commands import add_calibrate_parser
 
     add_calibrate_parser(verbs)  # `mocap calibrate board|intrinsics|extrinsics|people|refine ...`
+    from mocap.eval_command import add_eval_parser
+
+    add_eval_parser(verbs)  # `mocap eval SESSION --truth FILE [--out DIR]`
+    from mocap.keypoints_import import add_keypoints_parser
+
+    add_keypoints_parser(verbs)  # `mocap keypoints import SESSION --from DIR --format openpose|coco`
     return p
 
 
@@ -119,7 +125,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.replay_run(args)
     if args.verb == "record":
         return args.func(args)
-    if args.verb == "calibrate":
+    if args.verb in ("calibrate", "eval", "keypoints"):
         return args.func(args, console)
     raise AssertionError(args.verb)
 
