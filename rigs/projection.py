@@ -84,9 +84,13 @@ def undistort_pinhole(xy_d: Array, dist: Array, steps: int = _NEWTON_STEPS) -> A
     xp = _xp(xy_d)
     d = _pad_dist(dist, 8, xy_d)
     k1, k2, p1, p2, k3, k4, k5, k6 = (d[i] for i in range(8))
+    if not bool((d != 0).any()):  # no distortion: nothing to invert
+        return xy_d
     xt, yt = xy_d[..., 0], xy_d[..., 1]
     x, y = xt, yt
-    for _ in range(steps):
+    for step in range(steps):
+        if xp is np and step > 2 and x.size and not (np.abs(ex) + np.abs(ey) > 1e-15).any():
+            break  # converged everywhere (numpy only: a torch check would force a device sync)
         xd, yd, r2, num, den, a = rational_terms(x, y, d)
         dnum = k1 + r2 * (2 * k2 + 3 * k3 * r2)
         dden = k4 + r2 * (2 * k5 + 3 * k6 * r2)
