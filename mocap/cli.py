@@ -53,7 +53,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     from capture.camera_node import add_node_parser
 
-    add_node_parser(verbs)  # `mocap node camera ...` (later: node recon)
+    node_kinds = add_node_parser(verbs)  # `mocap node camera ...`
+    from reconstruction.recon_node import add_recon_node_parser
+
+    add_recon_node_parser(node_kinds)  # `mocap node recon --rig RIG [--connect ENDPOINT ...] [--pub ENDPOINT]`
+    from mocap.reconstruct_command import add_reconstruct_parser
+
+    add_reconstruct_parser(verbs)  # `mocap reconstruct SESSION` | `--rig RIG --keypoints DIR --out SESSION`
     from capture.curve_keys import add_keys_parser
 
     add_keys_parser(verbs)  # `mocap keys --rig RIG.toml [--client NAME ...] [--force]`
@@ -125,7 +131,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.replay_run(args)
     if args.verb == "record":
         return args.func(args)
-    if args.verb in ("calibrate", "eval", "keypoints"):
+    if args.verb in ("calibrate", "eval", "keypoints", "reconstruct"):
         return args.func(args, console)
     raise AssertionError(args.verb)
 

@@ -75,6 +75,8 @@ def rational_terms(x: Array, y: Array, d: Array):
 def distort_pinhole(xy: Array, dist: Array) -> Array:
     """Normalised undistorted coordinates [..., 2] -> distorted ones, OpenCV rational model."""
     d = _pad_dist(dist, 8, xy)
+    if not bool((d != 0).any()):  # no distortion
+        return xy
     xd, yd, *_ = rational_terms(xy[..., 0], xy[..., 1], d)
     return _xp(xy).stack([xd, yd], -1)
 
@@ -88,9 +90,7 @@ def undistort_pinhole(xy_d: Array, dist: Array, steps: int = _NEWTON_STEPS) -> A
         return xy_d
     xt, yt = xy_d[..., 0], xy_d[..., 1]
     x, y = xt, yt
-    for step in range(steps):
-        if xp is np and step > 2 and x.size and not (np.abs(ex) + np.abs(ey) > 1e-15).any():
-            break  # converged everywhere (numpy only: a torch check would force a device sync)
+    for _ in range(steps):
         xd, yd, r2, num, den, a = rational_terms(x, y, d)
         dnum = k1 + r2 * (2 * k2 + 3 * k3 * r2)
         dden = k4 + r2 * (2 * k5 + 3 * k6 * r2)
@@ -103,6 +103,8 @@ def undistort_pinhole(xy_d: Array, dist: Array, steps: int = _NEWTON_STEPS) -> A
         det = j00 * j11 - j01 * j10
         x = x - (j11 * ex - j01 * ey) / det
         y = y - (-j10 * ex + j00 * ey) / det
+        if xp is np and not (np.abs(ex) + np.abs(ey) > 1e-15).any():
+            break  # converged everywhere (numpy only: a torch check would force a device sync)
     return xp.stack([x, y], -1)
 
 

@@ -302,6 +302,10 @@ def triangulate_robust(rig: Rig, keypoints2d: Array, *, threshold_px: float = 15
     w = score * f2[:, None]
     columns = xp.arange(N) if xp is np else xp.arange(N, device=kp.device)
 
+    if xp is np and C <= max_exhaustive:
+        best_count, best_inliers = _best_pairs_batched(rig, xy, w, Rt, pix, valid, threshold_px)
+        return _finish_robust(rig, keypoints2d, device, xy, w, Rt, pix, score, valid, best_count, best_inliers,
+                              min_views, threshold_px, iterations, batch)
     best_count = xp.full_like(score[0], -1.0)
     best_error = xp.full_like(score[0], float("inf"))
     best_inliers = xp.zeros_like(valid)
@@ -321,7 +325,42 @@ def triangulate_robust(rig: Rig, keypoints2d: Array, *, threshold_px: float = 15
         best_count = xp.where(better, count, best_count)
         best_error = xp.where(better, total, best_error)
         best_inliers = xp.where(better[None], inl, best_inliers)
+    return _finish_robust(rig, keypoints2d, device, xy, w, Rt, pix, score, valid, best_count, best_inliers,
+                          min_views, threshold_px, iterations, batch)
 
+
+_PAIR_CHUNK = 200_000  # pair hypotheses x points evaluated at once by the batched search
+
+
+def _best_pairs_batched(rig: Rig, xy, w, Rt, pix, valid, threshold_px: float):
+    """Every pair of views at once (numpy): (inlier count of the best pair [N], its inliers [C, N]); the
+    best pair has the most inliers, ties going to the least total error, then to the first pair."""
+    C, N = valid.shape
+    pairs = np.array(list(combinations(range(C), 2)))  # [H, 2]
+    best_count = np.full(N, -1.0)
+    best_inliers = np.zeros_like(valid)
+    step = max(1, _PAIR_CHUNK // len(pairs))
+    for lo in range(0, N, step):
+        sl = slice(lo, lo + step)
+        X = _dlt(xy[pairs.T, sl], w[pairs.T, sl], Rt[pairs.T][:, :, None], 0, False)  # [H, n, 3]
+        err = _pixel_errors(rig, X, pix[:, None, sl], valid[:, None, sl])  # [C, H, n]
+        inl = valid[:, None, sl] & (err < threshold_px)
+        count = inl.sum(0).astype(np.float64)
+        total = np.where(inl, err, 0.0).sum(0)
+        count = np.where(valid[pairs[:, 0], sl] & valid[pairs[:, 1], sl], count, -1.0)
+        top = count.max(0)
+        best = np.argmin(np.where(count == top, total, np.inf), axis=0)  # first of the least total error
+        cols = np.arange(count.shape[1])
+        best_count[sl] = top
+        best_inliers[:, sl] = inl[:, best, cols]
+    return best_count, best_inliers
+
+
+def _finish_robust(rig, keypoints2d, device, xy, w, Rt, pix, score, valid, best_count, best_inliers,
+                   min_views: int, threshold_px: float, iterations: int, batch: tuple) -> RobustResult:
+    """From the best pair's inliers: re-triangulate, re-check every view once, and package the result."""
+    xp = _xp(xy)
+    C = valid.shape[0]
     inliers = best_inliers & (best_count >= min_views)[None]
     X = _dlt(xy, xp.where(inliers, w, xp.zeros_like(w)), Rt[:, None], iterations, False)
     recheck = valid & (_pixel_errors(rig, X, pix, valid) < threshold_px)
