@@ -25,6 +25,7 @@ than the tracker's ``min_hits`` frames) and the frames before a track is confirm
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class FrameResult:
     track_ids: np.ndarray  # int32 [G] (-1: not confirmed yet)
     errors: np.ndarray  # float32 [G, C, J] reprojection error px (NaN: not seen)
     inliers: np.ndarray  # bool [G, C, J] the views each joint was triangulated from
+    track_keys: np.ndarray | None = None  # int64 [G] the tracker's key of each group's track (tentative too)
+    undone_keys: np.ndarray | None = None  # int64 [K] keys whose match in the previous frame the tracker undid
 
     @property
     def confirmed(self) -> np.ndarray:
@@ -182,7 +185,8 @@ class FrameReconstructor:
             errors = np.zeros((0, C, J), np.float32)
             inliers = np.zeros((0, C, J), bool)
         t2 = time.perf_counter()
-        ids = np.asarray(self.tracker.update(int(t_ns), poses), np.int32)
+        keys, ids, undone = self.tracker.step(int(t_ns), poses)
+        ids = np.asarray(ids, np.int32)
         t3 = time.perf_counter()
         if self._bones is not None:
             checked = self._bones(int(t_ns), poses, ids)
@@ -192,7 +196,7 @@ class FrameReconstructor:
         for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             self.timings[stage] += seconds
         self.frames += 1
-        return FrameResult(poses, ids, errors, inliers)
+        return FrameResult(poses, ids, errors, inliers, np.asarray(keys, np.int64), np.asarray(undone, np.int64))
 
     def _checked(self, keypoints2d: np.ndarray) -> np.ndarray:
         kp = np.asarray(keypoints2d, np.float32)
@@ -229,6 +233,21 @@ class Reconstruction:
 
     poses3d: Poses3D
     stats: ReconstructionStats
+
+
+def backfill_ids(results: list[FrameResult], tracker) -> list[FrameResult]:
+    """Offline only: each group's final track id, so a track's frames before its confirmation (tentative in the
+    live output) carry its id once it is known; groups the tracker took back from a track become unconfirmed.
+    Nothing a camera saw is dropped for want of an id."""
+    out = []
+    for t, r in enumerate(results):
+        keys = r.track_keys.copy()
+        nxt = results[t + 1].undone_keys if t + 1 < len(results) else None
+        if nxt is not None and nxt.size:
+            keys[np.isin(keys, nxt)] = -1
+        ids = np.where(keys >= 0, tracker.ids_of(keys), -1).astype(np.int32)
+        out.append(dataclasses.replace(r, track_ids=ids))
+    return out
 
 
 def layout_tracks(results: list[FrameResult], num_cameras: int, num_joints: int
@@ -307,6 +326,7 @@ def reconstruct(rig: Rig, keypoints2d: np.ndarray, t_ns: np.ndarray, skeleton: s
         results.append(rec.step(int(times[t]), kp[:, t]))
         if progress is not None:
             progress(t + 1, T)
+    results = backfill_ids(results, rec.tracker)
     poses, track_ids, errors, inliers = layout_tracks(results, len(rig), sk.num_joints)
     stats = _stats(rig, results, poses, track_ids, errors, inliers, rec)
     if filter != "none" and poses.shape[1]:

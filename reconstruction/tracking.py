@@ -178,6 +178,12 @@ class Tracker:
         """int32 [Q]: ids of the live tracks in ``predict``'s row order (-1: tentative)."""
         return self._tracks["ids"].copy()
 
+    def ids_of(self, keys: np.ndarray) -> np.ndarray:
+        """The confirmed id of each track key int32 [...] (-1: the track was never confirmed), so frames a track
+        had before its confirmation can carry its id once it is known."""
+        keys = np.asarray(keys, np.int64)
+        return np.array([self._key_to_id.get(int(k), -1) for k in keys.ravel()], np.int32).reshape(keys.shape)
+
     def predict(self, t_ns: int, confirmed_only: bool = False) -> np.ndarray:
         """Constant-velocity predictions float32 [Q, J, 4] of every live track (confirmed and tentative,
         rows as in ``track_ids``; only confirmed ones with ``confirmed_only``) at ``t_ns``. The score
@@ -198,11 +204,11 @@ class Tracker:
 
     def update(self, t_ns: int, poses: np.ndarray) -> np.ndarray:
         """Match this frame's poses [G, J, 4] to the tracks; returns int32 [G] track ids (-1: not confirmed)."""
-        return self._step(t_ns, poses)[1]
+        return self.step(t_ns, poses)[1]
 
-    def _step(self, t_ns: int, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One frame: (track key [G] of each pose (-1: empty pose), id [G], keys whose match in the
-        previous frame was undone)."""
+    def step(self, t_ns: int, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``update`` with what offline layouts need: (track key [G] of each pose (-1: empty pose; keys name
+        tentative tracks too, see ``ids_of``), id [G], keys whose match in the previous frame was undone)."""
         t_ns = int(t_ns)
         poses = self._check(t_ns, poses)
         p, tr = self.params, self._tracks
@@ -374,7 +380,7 @@ def track_sequence(
     tracker = Tracker(params, fps)
     frame_keys = []
     for t, frame in enumerate(poses):
-        keys, _, undone = tracker._step(int(t_ns[t]), frame)
+        keys, _, undone = tracker.step(int(t_ns[t]), frame)
         if undone.size:  # one-frame re-acquisitions the tracker took back: not that track's pose
             frame_keys[-1][np.isin(frame_keys[-1], undone)] = -1
         frame_keys.append(keys)

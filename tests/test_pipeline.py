@@ -61,7 +61,7 @@ def test_studio8_four_people_with_outliers_within_15_mm(studio8_four):
     for rec, limit in ((smooth, 15.0), (raw, 15.0)):
         ev = evaluate(rec.poses3d, truth)
         assert ev.mpjpe_mm <= limit, f"MPJPE {ev.mpjpe_mm:.1f} mm"
-        assert ev.completeness >= 0.97  # only the frames before the tracks are confirmed are missing
+        assert ev.completeness >= 0.99  # offline keeps a track's frames from before its confirmation
         assert ev.identity_switches == 0 and ev.false_positives == 0
     assert evaluate(smooth.poses3d, truth).mpjpe_mm < evaluate(raw.poses3d, truth).mpjpe_mm  # smoothing helps
     assert raw.stats.tracks == 4 and raw.stats.max_people == 4
@@ -265,10 +265,13 @@ def test_node_publishes_what_the_offline_reconstruction_computes():
         assert msg.topic == b"pose3d.recon" and msg.seq == t and msg.skeleton == "body25"
         assert (msg.track_ids >= 0).all()  # confirmed people only
         present = (offline.poses[t, :, :, 3] > 0).any(-1)
-        assert sorted(msg.track_ids.tolist()) == sorted(offline.track_ids[t][present].tolist())
+        offline_ids = offline.track_ids[t][present].tolist()
+        # offline back-fills a track's first frames (before confirmation), which the live node cannot know yet
+        assert sorted(msg.track_ids.tolist()) == (sorted(offline_ids) if t >= 2 else [])
         for pose, tid in zip(msg.poses, msg.track_ids, strict=True):
             assert np.array_equal(offline.poses[t, list(offline.track_ids[t]).index(tid)], pose, equal_nan=True)
     assert len(messages[0].track_ids) == 0 and len(messages[-1].track_ids) == 2  # confirmed after 3 frames
+    assert (offline.poses[0, :, :, 3] > 0).any(-1).sum() == 2  # offline keeps the frames before confirmation
     assert node.stats.reconstructed == T
 
 
