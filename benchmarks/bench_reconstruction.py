@@ -73,7 +73,8 @@ def single_person(lines: list[str], checks: list[tuple[str, bool]]) -> None:
     for filt in ("none", "butterworth"):
         result, dt = ours(rig, det, perf, filt)
         ev = evaluate(result.poses3d, truth)
-        rows.append((f"ours ({'no smoothing' if filt == 'none' else 'Butterworth 6 Hz'})", T, ev.mpjpe_mm,
+        median = float(np.median(ev.errors[np.isfinite(ev.errors)]) * 1000)
+        rows.append((f"ours ({'no smoothing' if filt == 'none' else 'Butterworth 6 Hz'})", T, ev.mpjpe_mm, median,
                      ev.pck([0.05])[0] * 100, T / dt))
     per_person = assign_by_simulated_truth(det.keypoints2d, det.truth_person, 1)[:, :, 0]  # [C, T, J, 3]
     group = aniposelib_group(rig)
@@ -84,30 +85,34 @@ def single_person(lines: list[str], checks: list[tuple[str, bool]]) -> None:
     dlt = group.triangulate(pts.reshape(len(rig), -1, 2), undistort=True, progress=False).reshape(T, J, 3)
     dt = time.perf_counter() - t0
     seen = (per_person[..., 2] > 0).sum(0) >= 2  # [T, J]
-    rows.append(("aniposelib CameraGroup.triangulate (DLT)", T, _mpjpe_mm(dlt, tr, seen), _pck(dlt, tr, seen),
+    rows.append(("aniposelib CameraGroup.triangulate (DLT)", T, *_mpjpe_mm(dlt, tr, seen), _pck(dlt, tr, seen),
                  T / dt))
     sub = pts[:, :RANSAC_FRAMES].reshape(len(rig), -1, 2)
     t0 = time.perf_counter()
     out = group.triangulate_ransac(sub, undistort=True, progress=False)[0].reshape(RANSAC_FRAMES, J, 3)
     dt = time.perf_counter() - t0
     sub_seen = seen[:RANSAC_FRAMES]
-    rows.append(("aniposelib triangulate_ransac", RANSAC_FRAMES, _mpjpe_mm(out, tr[:RANSAC_FRAMES], sub_seen),
+    rows.append(("aniposelib triangulate_ransac", RANSAC_FRAMES, *_mpjpe_mm(out, tr[:RANSAC_FRAMES], sub_seen),
                  _pck(out, tr[:RANSAC_FRAMES], sub_seen), RANSAC_FRAMES / dt))
     lines += ["### One person, 8 cameras", "",
-              "| method | frames | MPJPE (mm) | PCK@50mm (%) | frames/s |", "|---|---|---|---|---|"]
-    lines += [f"| {m} | {n} | {e:.1f} | {p:.1f} | {f:,.{0 if f >= 10 else 2}f} |" for m, n, e, p, f in rows]
+              "aniposelib is scored on the joints two or more cameras saw; its mean is pulled up by points "
+              "triangulated through an outlier view, so the median is shown too.", "",
+              "| method | frames | MPJPE (mm) | median (mm) | PCK@50mm (%) | frames/s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {n} | {e:.1f} | {med:.1f} | {p:.1f} | {f:,.{0 if f >= 10 else 2}f} |"
+              for m, n, e, med, p, f in rows]
     lines.append("")
     best_ours = min(r[2] for r in rows[:2])
     best_theirs = min(r[2] for r in rows[2:])
     checks.append((f"one person: our MPJPE {best_ours:.1f} mm < aniposelib's best {best_theirs:.1f} mm",
                    best_ours < best_theirs))
-    checks.append((f"one person: {rows[0][4]:,.0f} frames/s >= 1000", rows[0][4] >= 1000))
+    checks.append((f"one person: {rows[0][5]:,.0f} frames/s >= 1000", rows[0][5] >= 1000))
 
 
-def _mpjpe_mm(pred: np.ndarray, truth: np.ndarray, seen: np.ndarray) -> float:
-    """Mean error over the joints seen by two or more cameras (what any triangulation can return)."""
+def _mpjpe_mm(pred: np.ndarray, truth: np.ndarray, seen: np.ndarray) -> tuple[float, float]:
+    """Mean and median error (mm) over the joints seen by two or more cameras (what any triangulation can
+    return)."""
     err = np.linalg.norm(pred - truth, axis=-1)[seen]
-    return float(np.nanmean(err) * 1000)
+    return float(np.nanmean(err) * 1000), float(np.nanmedian(err) * 1000)
 
 
 def _pck(pred: np.ndarray, truth: np.ndarray, seen: np.ndarray, threshold: float = 0.05) -> float:
