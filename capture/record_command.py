@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, TextIO
 # capture.session_writer is light; the recorder, the wire and the video writers pull in OpenCV and PyAV, so they
 # are imported where used: building the `mocap` parser (every command) stays quick.
 from capture.session_writer import RecordingError, prepare_session_folder
+from capture.stop_signals import StopOnSignals
 
 if TYPE_CHECKING:
     from capture.recorder import Recorder
@@ -340,30 +340,6 @@ def _estimate(rig, cameras, folder: Path, duration_s, fmt, quality, seed, people
         print(f"mocap: warning: NOT ENOUGH DISK SPACE: {warning}", file=err, flush=True)
 
 
-class _Signals:
-    """SIGINT/SIGTERM set ``stop`` (once: the previous handler is restored, so a second signal is not caught)."""
-
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
-        self.received: str | None = None
-        self.previous: dict[int, object] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._on_signal) or signal.SIG_DFL
-        return self
-
-    def _on_signal(self, signum, _frame) -> None:
-        self.received = signal.Signals(signum).name
-        self.stop.set()
-        signal.signal(signum, self.previous[signum])
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-
 def record_session(*, rig, folder: str | Path, cameras: Sequence[str] | None = None, rig_source: str | None = None,
                    curve=None, duration_s: float | None = None, connect: _Connect | None = None,
                    segment_s: float = 60.0, seed: int = 0, people: int = 2, fmt: str = "jpeg", quality: int = 90,
@@ -392,7 +368,7 @@ def record_session(*, rig, folder: str | Path, cameras: Sequence[str] | None = N
     recorder: Recorder | None = None
     ignored: Counter[str] = Counter()
     result = RecordResult(0, "", folder)
-    with _Signals(stop) as signals:
+    with StopOnSignals(stop) as signals:
         try:
             if connect is None:
                 from capture.supervisor import NodeSupervisor, node_specs

@@ -455,10 +455,10 @@ def run_recon_node(args: argparse.Namespace) -> int:
                      skeleton=args.skeleton, fps=args.fps, filter=args.filter, params=params,
                      curve=load_keys(args.rig, client="recon"), exit_at_end=args.exit_at_end,
                      announce=lambda line: print(line, flush=True))
-    from capture.record_command import _Signals  # SIGINT/SIGTERM set stop once; a second one is not caught
+    from capture.stop_signals import StopOnSignals  # SIGINT/SIGTERM set stop once; a second one is not caught
 
     stop = threading.Event()
-    with _Signals(stop):
+    with StopOnSignals(stop):
         stats = node.run(stop)
     print(f"recon node {node.name}: {'stopped' if stop.is_set() else 'done'}: {stats.line()}", flush=True)
     return 0
