@@ -176,8 +176,8 @@ class FrameReconstructor:
 
     def run(self, t_ns: np.ndarray, keypoints2d: np.ndarray,
             progress: Callable[[int, int], None] | None = None) -> list[FrameResult]:
-        """``step`` over frames [C, T, P, J, 3], with the triangulation of consecutive one-person frames done
-        in one call: the same results, for a fraction of the per-call cost."""
+        """``step`` over frames [C, T, P, J, 3], with the triangulation of the frames between two that need the
+        tracks (association's prior) done in one call: the same results, for a fraction of the per-call cost."""
         T = keypoints2d.shape[1]
         results: list[FrameResult | None] = [None] * T
         pending: list[tuple[int, np.ndarray]] = []
@@ -202,13 +202,12 @@ class FrameReconstructor:
             t0 = time.perf_counter()
             single = self._single(kp)
             self.timings["associate"] += time.perf_counter() - t0
-            if single is not None:
-                pending.append((t, single))
-                continue
-            flush()
-            results[t] = self.step(int(t_ns[t]), kp)
-            if progress is not None:
-                progress(t + 1, T)
+            if single is None:  # several people in some view: association needs the tracks up to date
+                flush()
+                t0 = time.perf_counter()
+                single = self._associate(int(t_ns[t]), kp)
+                self.timings["associate"] += time.perf_counter() - t0
+            pending.append((t, single))
         flush()
         return results
 

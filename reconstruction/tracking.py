@@ -278,7 +278,8 @@ class Tracker:
         return poses
 
     def _keep(self, mask: np.ndarray) -> None:
-        self._tracks = {k: v[mask] for k, v in self._tracks.items()}
+        if not mask.all():  # most frames keep every track: no copies then
+            self._tracks = {k: v[mask] for k, v in self._tracks.items()}
 
     def _settle_provisional(self, matched: np.ndarray) -> np.ndarray:
         """A confirmed track re-acquired after a miss must be matched again in the next frame: a one-frame
@@ -330,6 +331,8 @@ class Tracker:
         """New tentative tracks for unmatched poses; returns their keys."""
         n = poses.shape[0]
         keys = np.arange(self._next_key, self._next_key + n, dtype=np.int64)
+        if n == 0:
+            return keys
         self._next_key += n
         new = {
             "pos": np.where(present[..., None], poses[..., :3], np.nan),
