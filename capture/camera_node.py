@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
@@ -40,6 +39,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
+
+from capture.stop_signals import StopOnSignals
 
 if TYPE_CHECKING:  # capture.protocol pulls in OpenCV: imported where used, so `mocap --help` stays quick
     from capture.curve_keys import CurveKeys
@@ -383,17 +384,6 @@ def run_camera_node(args: argparse.Namespace) -> int:
                       clock=rig.clock, exit_at_end=args.exit_at_end, announce=lambda line: print(line, flush=True),
                       curve=load_keys(args.rig))  # None (CURVE off) without <rig stem>.keys/ beside a rig file
     stop = threading.Event()
-    previous = {}
-
-    def on_signal(signum, _frame):
-        stop.set()
-        signal.signal(signum, previous[signum])  # a second signal is not caught: it stops a stuck node at once
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, on_signal) or signal.SIG_DFL
-    try:
+    with StopOnSignals(stop):  # a second signal is not caught: it stops a stuck process at once
         node.run(stop)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return 0

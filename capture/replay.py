@@ -47,7 +47,6 @@ import heapq
 import logging
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -58,6 +57,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
+
+from capture.stop_signals import StopOnSignals
 
 if TYPE_CHECKING:  # numpy, OpenCV and PyAV are imported where used, so `mocap --help` stays quick
     from capture.protocol import FrameMessage
@@ -489,19 +490,8 @@ def run_replay(args: argparse.Namespace) -> int:
     if wait_s:
         print("waiting for a subscriber (Ctrl-C stops)", flush=True)
     stop = threading.Event()
-    previous = {}
-
-    def on_signal(signum, _frame):
-        stop.set()
-        signal.signal(signum, previous[signum])  # a second signal is not caught
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, on_signal) or signal.SIG_DFL
-    try:
+    with StopOnSignals(stop):  # a second signal is not caught: it stops a stuck process at once
         stats = rep.run(stop)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if tty:
         print()
     print(("stopped: " if stats.stopped else "done: ") + stats.line(), flush=True)

@@ -125,7 +125,7 @@ def _fps(args: argparse.Namespace, *rates: float | None) -> float:
 def _file_inputs(args: argparse.Namespace, console: Console) -> dict:
     """--rig, --keypoints and --out: the keypoints lined up by frame, the output folder prepared."""
     from rigs.formats import load_rig
-    from rigs.keypoint_files import read_keypoints_dir
+    from rigs.keypoint_files import read_keypoints_dir, stack_cameras
 
     missing = [flag for flag, value in (("--rig", args.rig), ("--keypoints", args.keypoints), ("--out", args.out))
                if not value]
@@ -150,7 +150,7 @@ def _file_inputs(args: argparse.Namespace, console: Console) -> dict:
 def _session_inputs(args: argparse.Namespace, console: Console) -> dict:
     """SESSION: its keypoints2d/, or the simulated detector on its simulated FrameSets (then written)."""
     from rigs.formats import load_rig
-    from rigs.keypoint_files import read_keypoints_dir
+    from rigs.keypoint_files import read_keypoints_dir, stack_cameras
     from rigs.session_file import read_session_info
 
     if args.keypoints or args.out:
@@ -180,38 +180,6 @@ def _session_inputs(args: argparse.Namespace, console: Console) -> dict:
         console.print(source, markup=False)
     return dict(folder=folder, rig=rig, keypoints=kp, t_ns=t_ns, skeleton=skeleton, fps=fps, outputs=outputs,
                 simulated=info.simulated, source=source)
-
-
-def stack_cameras(seqs: list, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Per-camera ``Keypoints2DSequence`` (rig order) -> keypoints [C, T, P, J, 3] over the union of their frame
-    numbers (a camera without a frame reports nobody there), frame numbers [T], t_ns [T] (the files' own
-    times when every camera has them, else frame / fps) and the skeleton."""
-    skeletons = {s.skeleton for s in seqs}
-    if len(skeletons) != 1:
-        raise ReconstructCommandError(f"the cameras' keypoints are in different layouts "
-                                      f"({', '.join(sorted(skeletons))}); give every camera the same skeleton")
-    skeleton = skeletons.pop()
-    frames = np.unique(np.concatenate([s.frame_indices for s in seqs]))
-    C, T = len(seqs), len(frames)
-    P, J = max(s.keypoints.shape[1] for s in seqs), seqs[0].keypoints.shape[2]
-    kp = np.full((C, T, max(P, 1), J, 3), np.nan, np.float32)
-    kp[..., 2] = 0.0
-    with_times = all(s.t_ns is not None for s in seqs)
-    t_ns = np.full(T, np.iinfo(np.int64).min, np.int64)
-    for c, s in enumerate(seqs):
-        if len(np.unique(s.frame_indices)) != len(s.frame_indices):
-            raise ReconstructCommandError(f"camera {c}: frame numbers repeat in its keypoint files; keep one file "
-                                          f"per frame")
-        rows = np.searchsorted(frames, s.frame_indices)
-        kp[c, rows, : s.keypoints.shape[1]] = s.keypoints
-        if with_times:
-            t_ns[rows] = np.maximum(t_ns[rows], s.t_ns)
-    if not with_times:
-        t_ns = np.round(frames * (1e9 / fps)).astype(np.int64)
-    if T > 1 and not (np.diff(t_ns) > 0).all():
-        raise ReconstructCommandError("the keypoint files' times do not increase with their frame numbers; "
-                                      "rewrite them with increasing t_ns")
-    return kp, frames.astype(np.int64), t_ns, skeleton
 
 
 def simulated_session_keypoints(folder: Path, rig, skeleton: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mocap.reconstruct_command import stack_cameras
 from reconstruction.metrics import evaluate
 from reconstruction.pipeline import FrameReconstructor, ReconstructionParams, reconstruct
 from rigs.caliscope_csv import caliscope_keypoints, holistic_to_mediapipe33, read_caliscope_xy, read_caliscope_xyz
 from rigs.formats import load_rig
-from rigs.keypoint_files import read_keypoints_dir
+from rigs.keypoint_files import read_keypoints_dir, stack_cameras
 from rigs.poses3d_file import Poses3D
 from rigs.skeletons import get_skeleton
 from rigs.trc_file import read_trc, trc_to_poses3d
