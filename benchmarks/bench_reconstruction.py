@@ -13,7 +13,8 @@ Data (simulated, seeded): the `studio-8` and `studio-4` presets, BODY_25 from th
    person-minute and frames per second.
 
 Targets: better MPJPE than aniposelib, >= 1000 frames/s for one person and >= 200 frames/s for 4 people on
-8 cameras. Writes the ``bench_reconstruction`` section of docs/benchmarks.md.
+8 cameras. Our frames per second are the fastest of 3 identical runs (this 2-core machine is shared, and
+one run varies by 10-20 %). Writes the ``bench_reconstruction`` section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SKELETON = "body25"
 FPS = 30.0
 SECONDS = 20.0
 RANSAC_FRAMES = 60
+REPEATS = 3  # our runs are timed this many times, the fastest kept
 
 
 def studio(rig_name: str, people: int, seed: int):
@@ -60,10 +62,15 @@ def studio(rig_name: str, people: int, seed: int):
     return rig, perf, det, truth3d
 
 
-def ours(rig, det, perf, filt: str):
-    t0 = time.perf_counter()
-    result = reconstruct(rig, det.keypoints2d, perf.t_ns, SKELETON, FPS, filter=filt)
-    return result, time.perf_counter() - t0
+def ours(rig, det, perf, filt: str, repeats: int = REPEATS):
+    """Our reconstruction and its fastest wall time over ``repeats`` identical runs (the results are the same
+    bit for bit; the best run is the one least disturbed by the rest of this shared machine)."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = reconstruct(rig, det.keypoints2d, perf.t_ns, SKELETON, FPS, filter=filt)
+        best = min(best, time.perf_counter() - t0)
+    return result, best
 
 
 def single_person(lines: list[str], checks: list[tuple[str, bool]]) -> None:

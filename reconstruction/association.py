@@ -72,6 +72,8 @@ class Association:
     groups: np.ndarray  # int32 [G, C]: the detection slot of each camera in person-group g (-1: none)
     affinity: np.ndarray  # float32 [G]: mean pairwise affinity inside the group (0..1)
     flipped: np.ndarray | None = None  # bool [G, C]: that view's left/right joints are swapped relative to the group
+    inliers: np.ndarray | None = None  # bool [G, C, J]: the member's joints (its own order) that agree with the
+    #                                    others' epipolar lines: a consensus to seed the triangulation with
 
 
 @dataclass(frozen=True, eq=False)
@@ -413,7 +415,7 @@ def associate(rig: Rig, keypoints2d: np.ndarray, *, prior: np.ndarray | None = N
     N = len(nodes.cam)
     if N == 0:
         return Association(groups=np.zeros((0, C), np.int32), affinity=np.zeros(0, np.float32),
-                           flipped=np.zeros((0, C), bool))
+                           flipped=np.zeros((0, C), bool), inliers=np.zeros((0, C, J), bool))
     geo = _RigArrays.of(rig)
     pairs = _pair_affinities(geo, nodes, threshold_px, flip)
     aff = pairs.affinity
@@ -433,8 +435,10 @@ def associate(rig: Rig, keypoints2d: np.ndarray, *, prior: np.ndarray | None = N
     order = np.argsort(-views, kind="stable")
     order = order[views[order] >= min_views]
     groups, flips = groups[order], flips[order] & (groups[order] >= 0)
+    inliers = _inlier_joints(nodes, groups, flips, pairs, flip)
     slots = np.where(groups >= 0, nodes.slot[np.clip(groups, 0, None)], -1)
-    return Association(groups=slots.astype(np.int32), affinity=_group_affinity(aff, groups), flipped=flips)
+    return Association(groups=slots.astype(np.int32), affinity=_group_affinity(aff, groups), flipped=flips,
+                       inliers=inliers)
 
 
 def gather(keypoints2d: np.ndarray, groups: np.ndarray, flipped: np.ndarray | None = None,
@@ -457,3 +461,11 @@ def gather(keypoints2d: np.ndarray, groups: np.ndarray, flipped: np.ndarray | No
     if flipped is not None and skeleton is not None:
         out = np.where(np.asarray(flipped).T[..., None, None], out[:, :, _flip_indices(skeleton, J)], out)
     return np.where((slot >= 0)[..., None, None], out, empty)
+
+
+def gather_inliers(assoc: Association, skeleton: str | Skeleton | None = None) -> np.ndarray:
+    """``assoc.inliers`` laid out like ``gather``'s output: bool [C, G, J], swapped views put right."""
+    inl = assoc.inliers.transpose(1, 0, 2)  # [C, G, J]
+    if assoc.flipped is not None and skeleton is not None:
+        inl = np.where(assoc.flipped.T[..., None], inl[:, :, _flip_indices(skeleton, inl.shape[2])], inl)
+    return inl & (assoc.groups.T >= 0)[..., None]

@@ -7,8 +7,10 @@ Per frame (``FrameReconstructor.step``), given every camera's detections ``[C, P
    predictions as a prior so people keep their grouping from frame to frame; views whose left and right
    the detector swapped are put right when gathered (the skeleton says which joints pair up);
 3. gather each group's detections and triangulate all groups at once with ``rigs.triangulate.triangulate_robust``
-   (per joint, the largest set of views that agree within ``threshold_px``; outlying views are left out);
-   groups with fewer than ``min_joints`` joints are dropped (a wrong grouping or a ghost);
+   (per joint, the largest set of views that agree within ``threshold_px``; outlying views are left out):
+   joints whose views association already found in epipolar agreement start from those views instead of
+   searching every pair again; groups with fewer than ``min_joints`` joints are dropped (a wrong grouping or
+   a ghost);
 4. track (``reconstruction.tracking.Tracker``): match the groups to tracks, which get an id once confirmed
    (the tracker sees the triangulated poses before the bone check);
 5. bone check (optional): once a confirmed track has ``bone_min_frames`` frames, its bone lengths are the
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reconstruction.association import associate, gather
+from reconstruction.association import associate, gather, gather_inliers
 from reconstruction.bone_lengths import estimate_bone_lengths, reject_bad_bones
 from reconstruction.tracking import Tracker, TrackerParams
 from rigs.camera import Rig
@@ -165,11 +167,11 @@ class FrameReconstructor:
         """Reconstruct one frame from every camera's detections [C, P, J, 3] (empty slots NaN, score 0)."""
         kp = self._checked(keypoints2d)
         t0 = time.perf_counter()
-        grouped = self._single(kp)
+        grouped, seed = self._single(kp), None
         if grouped is None:
-            grouped = self._associate(int(t_ns), kp)
+            grouped, seed = self._associate(int(t_ns), kp)
         t1 = time.perf_counter()
-        tri = self._triangulate(grouped)
+        tri = self._triangulate(grouped, seed)
         self.timings["associate"] += t1 - t0
         self.timings["triangulate"] += time.perf_counter() - t1
         return self._finish(int(t_ns), *tri)
@@ -180,16 +182,19 @@ class FrameReconstructor:
         tracks (association's prior) done in one call: the same results, for a fraction of the per-call cost."""
         T = keypoints2d.shape[1]
         results: list[FrameResult | None] = [None] * T
-        pending: list[tuple[int, np.ndarray]] = []
+        pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
 
         def flush() -> None:
             if not pending:
                 return
             t0 = time.perf_counter()
-            tri = self._triangulate(np.concatenate([g for _, g in pending], axis=1))
+            seeds = None
+            if any(s is not None for _, _, s in pending):
+                seeds = np.concatenate([np.zeros(g.shape[:3], bool) if s is None else s for _, g, s in pending], 1)
+            tri = self._triangulate(np.concatenate([g for _, g, _ in pending], axis=1), seeds)
             self.timings["triangulate"] += time.perf_counter() - t0
             start = 0
-            for t, g in pending:
+            for t, g, _ in pending:
                 n = g.shape[1]
                 results[t] = self._finish(int(t_ns[t]), *(a[start:start + n] for a in tri))
                 start += n
@@ -200,14 +205,14 @@ class FrameReconstructor:
         for t in range(T):
             kp = self._checked(keypoints2d[:, t])
             t0 = time.perf_counter()
-            single = self._single(kp)
+            grouped, seed = self._single(kp), None
             self.timings["associate"] += time.perf_counter() - t0
-            if single is None:  # several people in some view: association needs the tracks up to date
+            if grouped is None:  # several people in some view: association needs the tracks up to date
                 flush()
                 t0 = time.perf_counter()
-                single = self._associate(int(t_ns[t]), kp)
+                grouped, seed = self._associate(int(t_ns[t]), kp)
                 self.timings["associate"] += time.perf_counter() - t0
-            pending.append((t, single))
+            pending.append((t, grouped, seed))
         flush()
         return results
 
@@ -225,22 +230,26 @@ class FrameReconstructor:
         grouped[~present.any(1)] = np.array([np.nan, np.nan, 0.0], np.float32)
         return grouped
 
-    def _associate(self, t_ns: int, kp: np.ndarray) -> np.ndarray:
-        """Several people in some view: cross-view groups [C, G, J, 3] (the tracks' predictions as prior)."""
+    def _associate(self, t_ns: int, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Several people in some view: cross-view groups [C, G, J, 3] (the tracks' predictions as prior) and
+        the views of each joint that agree epipolarly [C, G, J]."""
         p = self.params
         prior = self.tracker.predict(t_ns)
         assoc = associate(self.rig, kp, prior=prior if len(prior) else None, threshold_px=p.association_px,
                           min_score=p.min_score, min_views=p.min_views, skeleton=self.skeleton)
-        return gather(kp, assoc.groups, assoc.flipped, self.skeleton)  # swapped views put right
+        grouped = gather(kp, assoc.groups, assoc.flipped, self.skeleton)  # swapped views put right
+        return grouped, gather_inliers(assoc, self.skeleton)
 
-    def _triangulate(self, grouped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Groups [C, G, J, 3] -> poses [G, J, 4], errors [G, C, J], inliers [G, C, J]."""
+    def _triangulate(self, grouped: np.ndarray, seed: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Groups [C, G, J, 3] (and views known to agree [C, G, J]) -> poses [G, J, 4], errors [G, C, J],
+        inliers [G, C, J]."""
         p = self.params
         C, G, J = grouped.shape[:3]
         if not G:
             return np.zeros((0, J, 4), np.float32), np.zeros((0, C, J), np.float32), np.zeros((0, C, J), bool)
         res = triangulate_robust(self.rig, grouped, threshold_px=p.threshold_px, min_views=p.min_views,
-                                 min_score=p.keypoint_min_score)
+                                 min_score=p.keypoint_min_score, seed_inliers=seed)
         poses = np.asarray(res.points, np.float32)
         errors = np.moveaxis(np.asarray(res.errors, np.float32), 0, 1)
         inliers = np.moveaxis(np.asarray(res.inliers, bool), 0, 1)

@@ -105,6 +105,11 @@ def _assign(cost: np.ndarray, gate: np.ndarray | float) -> tuple[np.ndarray, np.
     if Q == 0 or G == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     gate = np.broadcast_to(np.asarray(gate, np.float64), (Q,))
+    if Q == 1 or G == 1:  # one track or one pose: the best pair within its gate, if any (same optimum)
+        saving = np.where(cost <= gate[:, None], cost - gate[:, None], np.inf)
+        q, g = divmod(int(saving.argmin()), G)
+        ok = np.isfinite(saving[q, g])
+        return np.array([q] if ok else [], np.int64), np.array([g] if ok else [], np.int64)
     aug = np.full((Q + G, G + Q), _UNMATCHABLE)
     aug[:Q, :G] = np.where(cost <= gate[:, None], cost, _UNMATCHABLE)
     aug[np.arange(Q), G + np.arange(Q)] = gate  # row q left unmatched
@@ -230,9 +235,11 @@ class Tracker:
         grown = base + p.gate_growth * unseen_s
         stages = [(confirmed & ~lost, base)] + [(m, base) for m in by_age] + [(~confirmed, base)]
         stages += [(m, grown) for m in by_age]
-        rows, cols = [], []
+        rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         free = np.ones(valid.size, bool)
         for stage, gate in stages:
+            if not stage.any():
+                continue
             stage_rows, stage_cols = np.flatnonzero(stage), np.flatnonzero(free)
             r, c = _assign(cost[stage_rows][:, stage_cols], gate[stage_rows])
             rows.append(stage_rows[r])

@@ -23,6 +23,7 @@ MODELS = ("pinhole", "fisheye")
 CLOCKS = ("monotonic", "ptp", "ntp")
 _DIST_LENGTHS = {"pinhole": (0, 4, 5, 8), "fisheye": (4,)}
 _ORTHO_TOL = 1e-4
+_ONE_PASS_POINTS = 512  # up to this many points, a pinhole rig projects in one pass (less call overhead)
 
 
 class RigError(ValueError):
@@ -310,6 +311,14 @@ class Rig:
 
     def project(self, points) -> np.ndarray:
         """World points [..., 3] -> pixels [C, ..., 2] in every camera (NaN behind a camera)."""
+        points = np.asarray(points)
+        if points.size <= 3 * _ONE_PASS_POINTS and all(c.model == "pinhole" for c in self):
+            width = max(c.dist.size for c in self)
+            dist = np.zeros((len(self), width))
+            for i, c in enumerate(self):
+                dist[i, : c.dist.size] = c.dist
+            return projection.project_pinholes(points, np.stack([c.K for c in self]), dist,
+                                               np.stack([c.R for c in self]), np.stack([c.t for c in self]))
         return np.stack([c.project(points) for c in self])
 
     def undistort(self, pixels: Sequence) -> np.ndarray:

@@ -202,33 +202,12 @@ def _undistort_all(rig: Rig, pixels: Array, valid: Array) -> Array:
     return xp.where(valid[..., None], xy, xp.zeros_like(xy))
 
 
-_ONE_PASS_POINTS = 512  # up to this many points, all pinhole cameras project in one pass (less call overhead)
-
-
 def _project_all(rig: Rig, points: Array) -> Array:
     """World points [..., 3] -> pixels [C, ..., 2] in every camera (NaN behind a camera)."""
     xp = _xp(points)
-    if xp is np and points.size <= 3 * _ONE_PASS_POINTS and all(c.model == "pinhole" for c in rig):
-        return _project_pinholes(rig, points)
+    if xp is np:
+        return rig.project(points)
     return xp.stack([projection.project(points, c.K, c.dist, c.R, c.t, c.model) for c in rig])
-
-
-def _project_pinholes(rig: Rig, points: np.ndarray) -> np.ndarray:
-    """``_project_all`` for pinhole rigs in one numpy pass over the cameras (the same maths)."""
-    R = np.stack([c.R for c in rig])
-    t = np.stack([c.t for c in rig])
-    K = np.stack([c.K for c in rig])
-    pc = points.reshape(-1, 3) @ R.transpose(0, 2, 1) + t[:, None]  # [C, N, 3]
-    z = np.where(pc[..., 2] > 0, pc[..., 2], np.nan)
-    x, y = pc[..., 0] / z, pc[..., 1] / z
-    if any(c.dist.any() for c in rig):
-        dist = np.zeros((len(rig), 8))
-        for i, c in enumerate(rig):
-            dist[i, : c.dist.size] = c.dist
-        x, y, *_ = projection.rational_terms(x, y, dist.T[:, :, None])
-    u = K[:, 0, 0, None] * x + K[:, 0, 1, None] * y + K[:, 0, 2, None]
-    v = K[:, 1, 1, None] * y + K[:, 1, 2, None]
-    return np.stack([u, v], -1).reshape(len(rig), *points.shape[:-1], 2)
 
 
 def _pixel_errors(rig: Rig, points: Array, pixels: Array, valid: Array) -> Array:
@@ -307,13 +286,15 @@ def _take_view(a: Array, index, columns: Array) -> Array:
 def triangulate_robust(rig: Rig, keypoints2d: Array, *, threshold_px: float = 15.0, min_views: int = 2,
                        min_score: float = 0.0, max_exhaustive: int = 8, confidence: float = 0.99,
                        inlier_ratio: float = 0.5, seed: int = 0, iterations: int = 1,
-                       device=None) -> RobustResult:
+                       device=None, seed_inliers: Array | None = None) -> RobustResult:
     """Outlier-robust triangulation of detections [C, ..., 3]: the largest consistent set of views per point.
 
     Consensus over pair hypotheses (all pairs when C <= max_exhaustive, else ``ransac_samples``
     random pairs per point, seeded), scored by views within threshold_px (ties: least total error),
     then re-triangulated from the inliers. Points with fewer than min_views inliers are NaN, score 0.
-    With ``device`` (or tensor input) it runs in torch and returns tensors.
+    ``seed_inliers`` (bool [C, ...]): views already known to agree (association's epipolar consensus); points
+    with at least min_views of them start from those and skip the search. With ``device`` (or tensor input)
+    it runs in torch and returns tensors.
     """
     kp = _to_float64(keypoints2d, device)
     xp = _xp(kp)
@@ -326,8 +307,21 @@ def triangulate_robust(rig: Rig, keypoints2d: Array, *, threshold_px: float = 15
     w = score * f2[:, None]
     columns = xp.arange(N) if xp is np else xp.arange(N, device=kp.device)
 
+    seeded = None
+    if seed_inliers is not None:
+        seed_mask = _like(seed_inliers, valid, dtype=bool if xp is np else xp.bool).reshape(C, -1) & valid
+        seeded = seed_mask.sum(0) >= min_views
     if xp is np and C <= max_exhaustive:
-        best_count, best_inliers = _best_pairs_batched(rig, xy, w, Rt, pix, valid, threshold_px)
+        if seeded is None:
+            best_count, best_inliers = _best_pairs_batched(rig, xy, w, Rt, pix, valid, threshold_px)
+        else:
+            best_inliers = seed_mask.copy()
+            best_count = seed_mask.sum(0).astype(np.float64)
+            search = np.flatnonzero(~seeded)
+            if search.size:
+                count, inl = _best_pairs_batched(rig, xy[:, search], w[:, search], Rt, pix[:, search],
+                                                 valid[:, search], threshold_px)
+                best_count[search], best_inliers[:, search] = count, inl
         return _finish_robust(rig, keypoints2d, device, xy, w, Rt, pix, score, valid, best_count, best_inliers,
                               min_views, threshold_px, iterations, batch)
     best_count = xp.full_like(score[0], -1.0)
@@ -349,6 +343,10 @@ def triangulate_robust(rig: Rig, keypoints2d: Array, *, threshold_px: float = 15
         best_count = xp.where(better, count, best_count)
         best_error = xp.where(better, total, best_error)
         best_inliers = xp.where(better[None], inl, best_inliers)
+    if seeded is not None:
+        best_inliers = xp.where(seeded[None], seed_mask, best_inliers)
+        best_count = xp.where(seeded, seed_mask.sum(0).to(best_count.dtype) if xp is not np
+                              else seed_mask.sum(0).astype(best_count.dtype), best_count)
     return _finish_robust(rig, keypoints2d, device, xy, w, Rt, pix, score, valid, best_count, best_inliers,
                           min_views, threshold_px, iterations, batch)
 
