@@ -81,6 +81,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from mocap.keypoints_import import add_keypoints_parser
 
     add_keypoints_parser(verbs)  # `mocap keypoints import SESSION --from DIR --format openpose|coco`
+    from mocap.fit_command import add_fit_parser
+
+    add_fit_parser(verbs)  # `mocap fit SESSION [--body-model DIR] [--gender G] [--device cpu|cuda]`
+    from mocap.export_command import add_export_parser
+
+    add_export_parser(verbs)  # `mocap export SESSION [--bvh] [--smpl] [--trc] [--c3d] [--units] [--up] [--fps]`
+    from mocap.body_model_commands import add_body_model_parser
+
+    add_body_model_parser(verbs)  # `mocap body-model standin --out DIR [--gender G]` | `convert FILE.pkl OUT.npz`
     return p
 
 
@@ -131,7 +140,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.replay_run(args)
     if args.verb == "record":
         return args.func(args)
-    if args.verb in ("calibrate", "eval", "keypoints", "reconstruct"):
+    if args.verb in ("calibrate", "eval", "keypoints", "reconstruct", "fit", "export", "body-model"):
         return args.func(args, console)
     raise AssertionError(args.verb)
 
