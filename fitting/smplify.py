@@ -94,6 +94,7 @@ class FitParams:
 
     fps: float = 30.0
     device: str = "cpu"
+    cpu_threads: int = 1  # torch threads of a CPU fit (0: leave torch's setting)
     dtype: str = "float32"
     sigma_m: float = 0.10  # Geman-McClure scale of the 3D keypoint term (metres)
     sigma_coarse_m: float = 1.0  # ...in the first stages, so that far-off limbs still feel the data
@@ -377,7 +378,24 @@ def fit_sequence(model, keypoints3d: np.ndarray, skeleton: str, params: FitParam
                  progress: Callable[[str, int, int], None] | None = None) -> FitResult:
     """Fit one track's 3D keypoints [T, J, 4] (NaN, score 0: missing) in ``skeleton`` with ``model``
     (``BodyModel``); ``views`` adds the multi-view 2D term, ``pose_prior`` SMPLify's GMM.
-    ``progress(stage, iterations done, budget)`` is called between chunks of iterations."""
+    ``progress(stage, iterations done, budget)`` is called between chunks of iterations.
+
+    On the CPU the fit runs on ``params.cpu_threads`` torch threads (restored afterwards): its thousands of
+    small tensor ops lose more to thread hand-offs than they gain (a minute of one person: 18 s on one
+    thread, 54 s on two, on this project's 2-core machine)."""
+    if torch.device(params.device).type != "cpu" or params.cpu_threads <= 0:
+        return _fit_sequence(model, keypoints3d, skeleton, params, views, pose_prior, progress)
+    before = torch.get_num_threads()
+    torch.set_num_threads(params.cpu_threads)
+    try:
+        return _fit_sequence(model, keypoints3d, skeleton, params, views, pose_prior, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_sequence(model, keypoints3d: np.ndarray, skeleton: str, params: FitParams, views,
+                  pose_prior: GMMPrior | None, progress: Callable[[str, int, int], None] | None) -> FitResult:
+    """``fit_sequence`` itself."""
     t_start = time.perf_counter()
     sk = get_skeleton(skeleton)
     kp = np.array(keypoints3d, dtype=np.float64)
