@@ -44,12 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
     kp.add_argument("--seed", type=int, default=0)
     kp.add_argument("--bvh", help="drive the performers from a BVH clip instead of the procedural motion")
 
-    demo = verbs.add_parser("demo", help="simulated studio -> detections -> 3D, scored against truth")
-    demo.add_argument("--rig", default="studio-4")
-    demo.add_argument("--people", type=int, default=2)
-    demo.add_argument("--seconds", type=float, default=10.0)
-    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    demo.add_argument("--seed", type=int, default=0)
+    from mocap.demo import add_demo_parser
+
+    add_demo_parser(verbs)  # `mocap demo [--people N] [--seconds S] [--out DIR] [--rig PRESET] [--seed N] [--view]`
 
     from capture.camera_node import add_node_parser
 
@@ -90,6 +87,15 @@ def _build_parser() -> argparse.ArgumentParser:
     from mocap.body_model_commands import add_body_model_parser
 
     add_body_model_parser(verbs)  # `mocap body-model standin --out DIR [--gender G]` | `convert FILE.pkl OUT.npz`
+    from mocap.view_command import add_view_parser
+
+    add_view_parser(verbs)  # `mocap view SESSION [--snapshot PNG | --video MP4 ...]` | `--connect ENDPOINT`
+    from mocap.overlay_command import add_overlay_parser
+
+    add_overlay_parser(verbs)  # `mocap overlay SESSION --camera NAME [--out overlay.mp4] [--no-detections]`
+    from mocap.process_command import add_process_parser
+
+    add_process_parser(verbs)  # `mocap process SESSION [--rig RIG] [--force] [--camera NAME]`
     return p
 
 
@@ -126,10 +132,6 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from mocap.sim_commands import sim_keypoints
 
         return sim_keypoints(args, console)
-    if args.verb == "demo":
-        from mocap.demo import run_demo
-
-        return run_demo(args.rig, args.people, args.seconds, args.out, args.seed, console)
     if args.verb == "node":
         return args.node_run(args)
     if args.verb == "keys":
@@ -140,7 +142,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return args.replay_run(args)
     if args.verb == "record":
         return args.func(args)
-    if args.verb in ("calibrate", "eval", "keypoints", "reconstruct", "fit", "export", "body-model"):
+    if args.verb in ("calibrate", "eval", "keypoints", "reconstruct", "fit", "export", "body-model", "demo",
+                     "overlay", "process", "view"):
         return args.func(args, console)
     raise AssertionError(args.verb)
 

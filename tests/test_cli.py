@@ -1,8 +1,5 @@
-"""The mocap command's verbs, called in-process, and the demo as a real subprocess."""
+"""The mocap command's verbs, called in-process (the demo has its own end-to-end test in tests/e2e)."""
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +9,6 @@ from mocap.cli import main
 from rigs.formats import load_rig
 from rigs.keypoint_files import read_openpose_folder
 from rigs.poses3d_file import read_poses3d
-from rigs.session_file import read_session_info
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -76,33 +72,3 @@ def test_sim_keypoints_writes_openpose_folders_and_truth(tmp_path, capsys):
         assert (out / cam / "SIMULATED.txt").exists()
     truth = read_poses3d(out / "truth" / "poses3d.npz")
     assert truth.poses.shape == (30, 2, 17, 4) and truth.skeleton == "coco17"
-
-
-def test_demo_as_a_subprocess_prints_mpjpe_and_writes_a_session(tmp_path):
-    out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "mocap", "demo", "--people", "2", "--seconds", "2", "--out", str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
-    mpjpe = [m for line in lines if (m := re.fullmatch(r"MPJPE: ([0-9.]+) mm", line.strip()))]
-    assert len(mpjpe) == 1
-    value = float(mpjpe[0].group(1))
-    assert 1.0 < value < 30.0  # 2 px noise, 4 cameras: about a centimetre; never exactly zero
-    poses = read_poses3d(out / "poses3d.npz")
-    truth = read_poses3d(out / "truth" / "poses3d.npz")
-    assert poses.poses.shape == truth.poses.shape == (60, 2, 25, 4)
-    assert (poses.track_ids >= 0).all()
-    for f in ("report/layout.png", "report/errors.png", "report/summary.txt", "SIMULATED.txt",
-              "keypoints2d/cam0.npz", "truth/smpl24.npz"):
-        assert (out / f).exists(), f
-    info = read_session_info(out)
-    assert info.simulated and info.name == "demo" and info.stages[0].name == "demo"
-    assert load_rig(out / "session.toml").names == ("cam0", "cam1", "cam2", "cam3")
-    # a second run replaces its own output; a folder that is not a demo's is never touched
-    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
-    other = tmp_path / "precious"
-    other.mkdir()
-    (other / "data.txt").write_text("keep me")
-    bad = subprocess.run([*cmd[:-1], str(other)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "not a previous demo" in bad.stderr
-    assert (other / "data.txt").read_text() == "keep me"
