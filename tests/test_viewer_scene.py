@@ -59,7 +59,7 @@ def test_floor_grid_has_one_metre_squares_on_the_floor_covering_the_cameras():
     rig = load_rig("studio-4")
     x0, x1, y0, y1 = grid_extent(rig)
     c = rig.centers
-    assert x0 < c[:, 0].min() and x1 > c[:, 0].max() and y0 < c[:, 1].min() and y1 > c[:, 1].max()
+    assert x0 <= c[:, 0].min() and x1 >= c[:, 0].max() and y0 <= c[:, 1].min() and y1 >= c[:, 1].max()
     assert all(float(v).is_integer() for v in (x0, x1, y0, y1))
     # people outside the cameras' footprint widen it
     assert grid_extent(rig, np.array([[9.2, 0.0, 1.0]]))[1] == 10

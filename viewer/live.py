@@ -285,7 +285,7 @@ def print_live_status(subscriber: LiveSubscriber, duration_s: float | None = Non
 
 def run_live_window(endpoint: str, rig: Rig | None = None, curve=None, say=print) -> int:
     """Show a node's pose3d stream in an Open3D window (needs a display; ViewerError otherwise); Q closes it."""
-    from viewer.playback import KEY_Q, NO_DISPLAY, WindowGeometry, has_display
+    from viewer.playback import KEY_Q, NO_DISPLAY, WindowGeometry, has_display, set_initial_view
 
     if not has_display():
         raise ViewerError(NO_DISPLAY.replace("--video out.mp4", "--connect ENDPOINT without a window prints "
@@ -304,6 +304,7 @@ def run_live_window(endpoint: str, rig: Rig | None = None, curve=None, say=print
             vis.add_geometry(g)
         for g in window.dynamic():
             vis.add_geometry(g, reset_bounding_box=False)
+        set_initial_view(vis, window.scene)
         running = [True]
 
         def quit_(v) -> bool:

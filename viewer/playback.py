@@ -8,7 +8,7 @@ slowing time down), and at the end either wrap to the start (``loop``) or stop o
 left/right step, up/down speed, Q quit; the mouse turns the view). It needs a display: without one it raises
 a ViewerError saying to render with ``--snapshot`` / ``--video`` instead. The legacy window has no text overlay
 and Open3D 0.20 cannot retitle it, so the frame number, time and speed are drawn as 3D text standing at the
-front corner of the floor grid (and each track id above its person), and printed on the terminal's status line.
+far edge of the floor grid (and each track id above its person), and printed on the terminal's status line.
 ``WindowGeometry`` holds the window's Open3D objects and updates them in place from a ``FrameGeometry``;
 it is what the live viewer (``viewer/live.py``) shows too.
 """
@@ -29,6 +29,7 @@ from viewer.scene import FrameGeometry, Lines, SessionScene, ViewerError, load_s
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_DOWN, KEY_UP = 32, 262, 263, 264, 265  # GLFW key codes
 KEY_Q = ord("Q")
+VIEW_AZIMUTH_DEG = -60.0  # the window's first view, like the snapshots' default; the 3D text faces it
 TEXT_SCALE = 0.012  # metres per unit of Open3D's text mesh (about 0.13 m tall letters)
 NO_DISPLAY = ("no display here (DISPLAY and WAYLAND_DISPLAY are not set), so no window can open; render "
               "headless instead: --snapshot out.png or --video out.mp4")
@@ -129,10 +130,10 @@ def has_display() -> bool:
 
 # -- the window's geometry ---------------------------------------------------------------------------------------
 
-def text_mesh_arrays(text: str, origin: np.ndarray, scale: float = TEXT_SCALE,
-                     centred: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices [V, 3] and triangles [F, 3] of ``text`` standing upright (in the world's X-Z plane) with its
-    baseline at ``origin`` (centred on it, or starting there)."""
+def text_mesh_arrays(text: str, origin: np.ndarray, scale: float = TEXT_SCALE, centred: bool = True,
+                     facing_deg: float = VIEW_AZIMUTH_DEG) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices [V, 3] and triangles [F, 3] of ``text`` standing upright, facing the horizontal direction
+    ``facing_deg`` (degrees from +X towards +Y), its baseline at ``origin`` (centred on it, or starting there)."""
     import open3d as o3d
 
     mesh = o3d.t.geometry.TriangleMesh.create_text(text, depth=0.0).to_legacy()
@@ -140,8 +141,10 @@ def text_mesh_arrays(text: str, origin: np.ndarray, scale: float = TEXT_SCALE,
     f = np.asarray(mesh.triangles, np.int64)
     if not len(v):
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    a = np.radians(facing_deg)
+    right = np.array([-np.sin(a), np.cos(a), 0.0])  # the text's x, as a viewer from that side sees it
     x0 = (v[:, 0].min() + v[:, 0].max()) / 2 if centred else v[:, 0].min()
-    world = np.stack([(v[:, 0] - x0) * scale, np.zeros(len(v)), (v[:, 1] - v[:, 1].min()) * scale], 1)
+    world = np.outer((v[:, 0] - x0) * scale, right) + np.outer((v[:, 1] - v[:, 1].min()) * scale, [0.0, 0.0, 1.0])
     return world + np.asarray(origin, np.float64), np.concatenate([f, f[:, ::-1]])  # both sides visible
 
 
@@ -158,8 +161,10 @@ class WindowGeometry:
         self.skeletons = to_open3d_lines(Lines.empty())
         self.text = o3d.geometry.TriangleMesh()
         self.bodies: dict[str, object] = {}  # mesh name -> TriangleMesh, created when first seen
-        x0, _, y0, _ = _grid_box(scene)
-        self.header_origin = np.array([x0, y0, 0.05])
+        x0, x1, y0, y1 = _grid_box(scene)
+        a = np.radians(VIEW_AZIMUTH_DEG)  # the header stands at the grid's far edge, facing the first view
+        half = min(x1 - x0, y1 - y0) / 2
+        self.header_origin = np.array([(x0 + x1) / 2 - half * np.cos(a), (y0 + y1) / 2 - half * np.sin(a), 0.05])
 
     def dynamic(self) -> list:
         """The objects whose content changes (add them to the window once, then ``update_geometry``)."""
@@ -175,11 +180,11 @@ class WindowGeometry:
         self.skeletons.colors = o3d.utility.Vector3dVector(s.colours)
         verts, tris, cols = [], [], []
         n = 0
-        texts = [(header, self.header_origin, (1.0, 1.0, 1.0), False)]
-        texts += [(f"id {lab.text}", lab.anchor, lab.colour, True) for lab in geometry.labels]
-        texts += [(lab.text, lab.anchor + [0, 0, 0.08], lab.colour, True) for lab in self.scene.camera_labels]
-        for text, origin, colour, centred in texts:
-            v, f = text_mesh_arrays(text, origin, TEXT_SCALE * (1.6 if not centred else 1.0), centred)
+        texts = [(header, self.header_origin, (1.0, 1.0, 1.0), 2.0)]  # (text, baseline centre, colour, size)
+        texts += [(f"id {lab.text}", lab.anchor, lab.colour, 1.0) for lab in geometry.labels]
+        texts += [(lab.text, lab.anchor + [0, 0, 0.08], lab.colour, 1.0) for lab in self.scene.camera_labels]
+        for text, origin, colour, size in texts:
+            v, f = text_mesh_arrays(text, origin, TEXT_SCALE * size)
             verts.append(v)
             tris.append(f + n)
             cols.append(np.tile(colour, (len(v), 1)))
@@ -279,6 +284,17 @@ class PlaybackController:
         return self._show()
 
 
+def set_initial_view(vis, scene: SessionScene, azimuth_deg: float = VIEW_AZIMUTH_DEG,
+                     elevation_deg: float = 35.0) -> None:
+    """Point the window's camera like the snapshots' default: 3/4 from above, at the people."""
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    ctrl = vis.get_view_control()
+    ctrl.set_lookat(scene.people_centre())
+    ctrl.set_front([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    ctrl.set_up([0.0, 0.0, 1.0])
+    ctrl.set_zoom(0.6)
+
+
 def run_window(session: str | Path, say=print) -> int:
     """Play a session in an Open3D window (needs a display; ViewerError otherwise). Returns 0 when closed."""
     if not has_display():
@@ -296,6 +312,7 @@ def run_window(session: str | Path, say=print) -> int:
     opt.line_width = 3.0
     opt.mesh_show_back_face = True
     controller = PlaybackController(scene, vis)
+    set_initial_view(vis, scene)
     for code in (KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_UP, KEY_DOWN, KEY_Q):
         vis.register_key_callback(code, lambda v, c=code: controller.key(c))
     vis.register_animation_callback(controller.tick)

@@ -13,7 +13,8 @@ Views (``view_camera``):
 - ``orbit_deg=A``: a virtual camera on a circle around the people's centre at azimuth A (degrees from +X
   towards +Y), 20 degrees above the horizon, looking at the people and far enough to hold all of them over
   the whole session (so a video or a set of azimuths keeps one framing);
-- default: a 3/4 view from above (azimuth -60, 35 degrees up) holding the people and the cameras.
+- default: a 3/4 view from above (azimuth -60, 35 degrees up) holding the people, the cameras and the floor
+  grid, centred in the picture.
 
 Only one OffscreenRenderer may live in a process (a second one aborts it at exit), and creating one costs
 about a second, so ``shared_renderer`` keeps the process's one renderer in a module-level cache: the one
@@ -23,7 +24,11 @@ is released first). Pass ``renderer=`` to reuse one explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,24 +55,39 @@ ORBIT_ELEVATION_DEG = 20.0
 OVERVIEW_AZIMUTH_DEG = -60.0
 OVERVIEW_ELEVATION_DEG = 35.0
 VIEW_HFOV_DEG = 55.0
+HEADER_ROWS = 0.09  # share of a virtual view's height kept clear for the header
 LINE_WIDTHS = {"grid": 1.5, "axes": 3.0, "frustums": 2.0, "skeletons": 4.0}  # pixels at 540 rows
 
 
 # -- views ----------------------------------------------------------------------------------------------------
 
 def _virtual_camera(name: str, target: np.ndarray, azimuth_deg: float, elevation_deg: float, points: np.ndarray,
-                    size: tuple[int, int], hfov_deg: float = VIEW_HFOV_DEG, margin: float = 0.9) -> Camera:
+                    size: tuple[int, int], hfov_deg: float = VIEW_HFOV_DEG, margin: float = 0.9,
+                    centre: bool = False) -> Camera:
     """A pinhole camera looking at ``target`` from (azimuth, elevation), just far enough for every point of
-    ``points`` [N, 3] to fall inside ``margin`` of the image (at least 2 m away)."""
+    ``points`` [N, 3] to fall inside ``margin`` of the image below the header rows (at least 2 m away).
+    ``centre``: first slide the target sideways so the points sit in the middle of that area."""
     w, h = size
     az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
     direction = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     R = look_at_rotation(target + direction, target)
     f = 0.5 * w / np.tan(np.radians(hfov_deg) / 2)
     tx, ty = margin * (w / 2) / f, margin * (h / 2) / f  # tangent of the usable half-angles
-    q = (np.asarray(points, np.float64).reshape(-1, 3) - target) @ R.T  # camera axes, origin at target
-    need = np.concatenate([np.abs(q[:, 0]) / tx - q[:, 2], np.abs(q[:, 1]) / ty - q[:, 2], [2.0]])
-    eye = target + direction * float(need.max())
+    ty_top = margin * (h / 2 - HEADER_ROWS * h) / f  # the top rows are kept for the header line
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    target = np.asarray(target, np.float64)
+    for _ in range(4 if centre else 1):
+        q = (pts - target) @ R.T  # camera axes, origin at target
+        above = q[:, 1] < 0  # image y points down
+        distance = float(np.concatenate([np.abs(q[:, 0]) / tx - q[:, 2],
+                                         np.abs(q[:, 1]) / np.where(above, ty_top, ty) - q[:, 2], [2.0]]).max())
+        if centre:
+            x = q + [0.0, 0.0, distance]  # camera frame
+            u, v = x[:, 0] / x[:, 2], x[:, 1] / x[:, 2]
+            du = (u.min() + u.max()) / 2
+            dv = (v.min() + v.max()) / 2 - (ty - ty_top) / 2  # the middle of the area under the header
+            target = target + distance * (du * R[0] + dv * R[1])
+    eye = target + direction * distance
     K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
     return Camera(name, w, h, K, np.zeros(5), R, -R @ eye)
 
@@ -91,11 +111,10 @@ def orbit_camera(scene: SessionScene, azimuth_deg: float, size: tuple[int, int] 
 
 
 def overview_camera(scene: SessionScene, size: tuple[int, int] = DEFAULT_SIZE) -> Camera:
-    """The default view: 3/4 from above, holding the people and the cameras."""
-    pts = _content(scene, True)
-    target = (pts.min(0) + pts.max(0)) / 2
-    target[2] = scene.people_centre()[2]
-    return _virtual_camera("overview", target, OVERVIEW_AZIMUTH_DEG, OVERVIEW_ELEVATION_DEG, pts, size)
+    """The default view: 3/4 from above, holding the people, the cameras and the floor grid, centred."""
+    pts = np.concatenate([_content(scene, True), scene.grid.points])
+    return _virtual_camera("overview", scene.people_centre(), OVERVIEW_AZIMUTH_DEG, OVERVIEW_ELEVATION_DEG, pts,
+                           size, centre=True)
 
 
 def rig_camera(scene: SessionScene, name: str, size: tuple[int, int]) -> Camera:
@@ -132,6 +151,32 @@ def project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 # -- the renderer ---------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _quiet_output():
+    """Send this process's stdout and stderr (the file descriptors, where C++ libraries print) to a temporary
+    file while the block runs; yields a function returning what was printed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+
+        def said() -> str:
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace")
+
+        try:
+            yield said
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def _srgb_encode(colour) -> np.ndarray:
     """sRGB-encoded values of linear ``colour``: Open3D's background goes through the sRGB decode (lines do not)."""
     c = np.clip(np.asarray(colour, np.float64), 0, 1)
@@ -155,10 +200,18 @@ class SceneRenderer:
         self._o3d = open3d
         self.size = (int(width), int(height))
         self._rendering = rendering
-        self._r = rendering.OffscreenRenderer(*self.size)
+        with _quiet_output() as said:  # Filament's start-up lines would land in the command's output
+            try:
+                self._r = rendering.OffscreenRenderer(*self.size)
+            except Exception as exc:  # noqa: BLE001 - whatever the engine says, the fix is the same
+                raise ViewerError(f"Open3D's offscreen renderer did not start ({exc}; {said()[-300:]!r}); it needs "
+                                  "Vulkan: apt-get install libvulkan1 mesa-vulkan-drivers") from None
         self._r.scene.view.set_post_processing(False)  # exact colours: no tone mapping
         self._r.scene.set_background([*_srgb_encode(BACKGROUND), 1.0])  # Open3D decodes it as sRGB
-        self._r.scene.set_lighting(rendering.Open3DScene.LightingProfile.NO_SHADOWS, np.array([0.3, -0.4, -1.0]))
+        light = np.array([0.3, -0.4, -1.0])
+        self._r.scene.set_lighting(rendering.Open3DScene.LightingProfile.NO_SHADOWS, light)
+        self._r.scene.scene.set_indirect_light_intensity(90000)  # brighter than the profile: bodies read
+        self._r.scene.scene.set_sun_light(light, [1.0, 1.0, 1.0], 150000)  # well on the dark background
         self._scene: SessionScene | None = None
         self._dynamic: list[str] = []
         self._alive: dict[str, object] = {}  # name -> the Open3D geometry in the scene

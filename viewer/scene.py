@@ -134,7 +134,7 @@ def track_colour(track_id: int) -> tuple[float, float, float]:
 
 # -- static geometry -----------------------------------------------------------------------------------------
 
-def grid_extent(rig: Rig | None, points: np.ndarray | None = None, margin: float = 0.5) -> tuple[int, int, int, int]:
+def grid_extent(rig: Rig | None, points: np.ndarray | None = None, margin: float = 0.0) -> tuple[int, int, int, int]:
     """(xmin, xmax, ymin, ymax) in whole metres covering the cameras' centres and ``points`` [..., 3]
     (finite ones), ``margin`` metres beyond them; at least 2 x 2 m around the origin when there is nothing."""
     xy = [np.zeros((1, 2))]
