@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fitting.body_model import SMPL_LANDMARK_VERTICES, load_body_model
+from fitting.body_model import SMPL_LANDMARK_VERTICES
 from fitting.keypoint_maps import (
     HIP_WEIGHT,
     KeypointMapError,
@@ -16,14 +16,6 @@ from rigs.sim import body as sim_body
 from rigs.skeletons import Skeleton, all_joint_names, get_skeleton, skeleton_names
 
 A = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # world = A @ smpl
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOCAP_STANDIN_DIR", str(tmp_path_factory.mktemp("standin")))
-        mp.delenv("MOCAP_BODY_MODELS", raising=False)
-        return load_body_model(None, say=None)
 
 
 def _real_smpl_like():

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from fitting.body_model import load_body_model
 from fitting.keypoint_maps import keypoint_map
 from fitting.reprojection_term import MultiViewObservations, ObservationError
 from fitting.simulated_bodies import simulate_bodies
@@ -10,14 +9,6 @@ from fitting.smplify import FitParams, fit_sequence, fitted_keypoints
 from rigs.formats import load_rig
 
 FPS = 30
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOCAP_STANDIN_DIR", str(tmp_path_factory.mktemp("standin")))
-        mp.delenv("MOCAP_BODY_MODELS", raising=False)
-        return load_body_model(None, say=None)
 
 
 @pytest.fixture(scope="module")

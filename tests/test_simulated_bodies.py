@@ -1,21 +1,12 @@
 import numpy as np
 import pytest
 
-from fitting.body_model import load_body_model
 from fitting.simulated_bodies import A, simulate_bodies, smpl_parameters
 from fitting.smplify import global_rotations
 from rigs.sim.performers import simulate_performers
 from rigs.skeletons import get_skeleton
 
 SECONDS, FPS, SEED = 2.0, 30, 7
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOCAP_STANDIN_DIR", str(tmp_path_factory.mktemp("standin")))
-        mp.delenv("MOCAP_BODY_MODELS", raising=False)
-        return load_body_model(None, say=None)
 
 
 @pytest.fixture(scope="module")

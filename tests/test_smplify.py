@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from fitting.body_model import load_body_model
 from fitting.priors import TWIST_LIMITS_DEG, GMMPrior
 from fitting.simulated_bodies import simulate_bodies
 from fitting.smplify import FitError, FitParams, fit_sequence, fitted_keypoints, geodesic_deg, global_rotations
@@ -12,14 +11,6 @@ from rigs.skeletons import get_skeleton
 
 SECONDS, FPS, SEED = 4.0, 30, 11
 SMPL_NAMES = get_skeleton("smpl24").joints
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MOCAP_STANDIN_DIR", str(tmp_path_factory.mktemp("standin")))
-        mp.delenv("MOCAP_BODY_MODELS", raising=False)
-        return load_body_model(None, say=None)
 
 
 @pytest.fixture(scope="module")
