@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
+from smpl_reference import model_joints
 
 from fitting.export_bvh import (
     END_SITE_JOINTS,
@@ -41,20 +42,6 @@ def random_track(T: int = 40, seed: int = 0, fps: float = 30.0, spread: float = 
     return SmplTrack(poses=poses, trans=trans, betas=np.zeros(10), gender="neutral", fps=fps, body_model="test",
                      body_model_standin=True, track_id=0, first_frame=4,
                      t_ns=np.round(np.arange(T) * 1e9 / fps).astype(np.int64), valid=np.ones(T, bool))
-
-
-def model_joints(rest: np.ndarray, poses: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """The SMPL joints [T, 24, 3] in the world by plain forward kinematics (smplx's transl semantics:
-    the pelvis at rest[0] + trans, the global orientation turning the body about it)."""
-    R = Rotation.from_rotvec(np.array(poses).reshape(-1, 3)).as_matrix().reshape(len(poses), 24, 3, 3)
-    G = np.empty_like(R)
-    p = np.empty((len(poses), 24, 3))
-    G[:, 0], p[:, 0] = R[:, 0], rest[0] + trans
-    for j in range(1, 24):
-        q = SMPL_PARENTS[j]
-        G[:, j] = G[:, q] @ R[:, j]
-        p[:, j] = p[:, q] + G[:, q] @ (rest[j] - rest[q])
-    return p
 
 
 def bvh_joints(motion) -> np.ndarray:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from smpl_reference import model_joints
 
 from fitting.export_bvh import SMPL_JOINT_NAMES, SMPL_PARENTS, up_rotation
 from rigs.bvh import forward_kinematics, read_bvh
@@ -91,17 +92,6 @@ def session(tmp_path, monkeypatch) -> Path:
     model = toy_smpl_model(tmp_path / "models")
     write_smpl_track(folder / "smpl" / "track_0.npz", smpl_track(0, 2, 16, str(model)))
     return folder
-
-
-def model_joints(rest, poses, trans) -> np.ndarray:
-    R = Rotation.from_rotvec(np.asarray(poses).reshape(-1, 3)).as_matrix().reshape(len(poses), 24, 3, 3)
-    G, p = np.empty_like(R), np.empty((len(poses), 24, 3))
-    G[:, 0], p[:, 0] = R[:, 0], rest[0] + trans
-    for j in range(1, 24):
-        q = SMPL_PARENTS[j]
-        G[:, j] = G[:, q] @ R[:, j]
-        p[:, j] = p[:, q] + G[:, q] @ (rest[j] - rest[q])
-    return p
 
 
 def test_no_flags_writes_every_format_the_session_can_make(session):

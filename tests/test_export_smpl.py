@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from smpl_reference import model_joints
 
-from fitting.export_bvh import SMPL_PARENTS, up_rotation
+from fitting.export_bvh import up_rotation
 from fitting.export_smpl import smpl_export_arrays, units_note, write_smpl_export
 from rigs.sim.body import rest_points
 from rigs.smpl_file import SmplTrack, read_smpl_track
@@ -26,18 +27,6 @@ def random_track(T: int = 30, seed: int = 1, fps: float = 30.0) -> SmplTrack:
                      fps=fps, body_model="mocap stand-in body model v1 (simulated, not SMPL)",
                      body_model_standin=True, track_id=2, first_frame=9,
                      t_ns=5 * 10**9 + np.round(np.arange(T) * 1e9 / fps).astype(np.int64), valid=np.ones(T, bool))
-
-
-def model_joints(rest, poses, trans) -> np.ndarray:
-    """SMPL joints [T, 24, 3] by forward kinematics with smplx's transl semantics."""
-    R = Rotation.from_rotvec(np.asarray(poses).reshape(-1, 3)).as_matrix().reshape(len(poses), 24, 3, 3)
-    G, p = np.empty_like(R), np.empty((len(poses), 24, 3))
-    G[:, 0], p[:, 0] = R[:, 0], rest[0] + trans
-    for j in range(1, 24):
-        q = SMPL_PARENTS[j]
-        G[:, j] = G[:, q] @ R[:, j]
-        p[:, j] = p[:, q] + G[:, q] @ (rest[j] - rest[q])
-    return p
 
 
 def test_z_up_is_the_track_as_fitted_with_the_amass_keys(tmp_path):
