@@ -6,7 +6,6 @@ import re
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
-from smpl_reference import model_joints
 
 from fitting.export_bvh import (
     END_SITE_JOINTS,
@@ -20,6 +19,7 @@ from fitting.export_bvh import (
 from rigs.bvh import _axis_rotations, forward_kinematics, local_rotations, read_bvh, write_bvh
 from rigs.sim.body import rest_points
 from rigs.smpl_file import SmplTrack
+from tests.smpl_reference import model_joints
 
 A = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # SMPL canonical -> sim body world
 SCALE = {"m": 1.0, "cm": 100.0}

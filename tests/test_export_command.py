@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from smpl_reference import model_joints
 
 from fitting.export_bvh import SMPL_JOINT_NAMES, SMPL_PARENTS, up_rotation
 from rigs.bvh import forward_kinematics, read_bvh
@@ -20,6 +19,7 @@ from rigs.sim.body import rest_points
 from rigs.skeletons import get_skeleton
 from rigs.smpl_file import SmplTrack, write_smpl_track
 from rigs.trc_file import read_trc, trc_to_world
+from tests.smpl_reference import model_joints
 
 A = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # SMPL canonical -> sim body world
 NAMES = get_skeleton("body25").joints

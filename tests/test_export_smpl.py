@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from smpl_reference import model_joints
 
 from fitting.export_bvh import up_rotation
 from fitting.export_smpl import smpl_export_arrays, units_note, write_smpl_export
 from rigs.sim.body import rest_points
 from rigs.smpl_file import SmplTrack, read_smpl_track
+from tests.smpl_reference import model_joints
 
 A = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # SMPL canonical -> sim body world
 AMASS_KEYS = ("poses", "trans", "betas", "gender", "mocap_framerate", "surface_model_type")
